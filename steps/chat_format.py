@@ -29,6 +29,19 @@ SHAREGPT_ROLES = {
 }
 
 
+class StrictMessage(msgspec.Struct, forbid_unknown_fields=True):
+    """A chat turn with only the canonical fields (fast path: the raw line is kept as is)."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class StrictRow(msgspec.Struct, forbid_unknown_fields=True):
+    """A row that is exactly ``{"messages": [{role, content}, ...]}``."""
+
+    messages: list[StrictMessage]
+
+
 class Message(msgspec.Struct, omit_defaults=True):
     """One chat turn."""
 
@@ -64,6 +77,7 @@ class RowError(ValueError):
 
 
 _decoder = msgspec.json.Decoder(Row)
+_strict_decoder = msgspec.json.Decoder(StrictRow)
 _encoder = msgspec.json.Encoder()
 
 
@@ -110,6 +124,13 @@ def _convert(turns: list[Turn]) -> list[Message]:
 
 def parse_json_row(line: bytes) -> tuple[bytes, str]:
     """Validate one JSON document; return the canonical JSON line (no newline) and the schema found."""
+    try:  # fast path: already canonical, so the bytes are kept and nothing is re-encoded
+        msgs = _strict_decoder.decode(line).messages
+        for m in reversed(msgs):
+            if m.role == "assistant":
+                return line.rstrip(b"\r\n"), "messages"
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
     try:
         row = _decoder.decode(line)
     except msgspec.ValidationError as exc:

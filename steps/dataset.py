@@ -2,16 +2,22 @@
 
 Writes ``dataset/train.jsonl``, ``dataset/eval.jsonl`` and ``dataset/summary.json`` (the success
 marker, written last) under the workspace. Memory stays flat as the data grows: rows stream from
-the source through validation into a spool file, and a second pass routes each spooled line to its
-split by a seeded index mask (one byte per row).
+the source through validation straight into the two splits, routed by a seeded index mask (one byte
+per row). When the row count is not cheap to know up front (gzip, CSV, JSON, Hub), validated rows go
+to a spool file first and a second pass routes them.
 """
 
+import hashlib
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +25,7 @@ import numpy as np
 
 from steps.chat_format import RowError, parse_json_row, parse_obj_row
 from steps.errors import StepError
-from steps.readers import read_rows
+from steps.readers import Payload, count_rows, read_rows
 from steps.secrets import redact_uri
 from steps.sources import (
     HfSource,
@@ -40,36 +46,68 @@ _FLUSH_BYTES = 4 << 20
 _HF_SPLITS = ("train_sft", "train_gen", "train", "training")
 
 
-class _Spool:
-    """Buffered line writer that counts lines."""
+@dataclass
+class _Stream:
+    """The rows of one input file (or Hub split), with the row count when it is cheap to know."""
+
+    name: str
+    fmt: str
+    rows: Iterator[tuple[int, Payload]]
+    count: int | None
+
+
+class _Writer:
+    """Buffered JSONL writer; a background thread writes and hashes (both release the GIL)."""
 
     def __init__(self, path: Path) -> None:
         self.fh = open(path, "wb")
+        self.hasher = hashlib.sha256()
         self.buf: list[bytes] = []
         self.size = 0
         self.rows = 0
+        self.bytes = 0
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
+
+    def _drain(self) -> None:
+        while (chunk := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.fh.write(chunk)
+                    self.hasher.update(chunk)
+                except BaseException as exc:  # surfaced by close()
+                    self.error = exc
 
     def add(self, line: bytes) -> None:
         self.buf.append(line)
-        self.size += len(line) + 1
+        self.size += len(line)
         self.rows += 1
         if self.size >= _FLUSH_BYTES:
-            self.flush()
+            self._flush()
 
-    def flush(self) -> None:
+    def _flush(self) -> None:
         if self.buf:
             self.buf.append(b"")
-            self.fh.write(b"\n".join(self.buf))
-            self.buf.clear()
+            data = b"\n".join(self.buf)
+            self.bytes += len(data)
+            self.queue.put(data)
+            self.buf = []
             self.size = 0
 
-    def close(self) -> None:
-        self.flush()
+    def close(self) -> dict[str, Any]:
+        self._flush()
+        self.queue.put(None)
+        self.thread.join()
         self.fh.close()
+        if self.error is not None:
+            raise StepError(f"cannot write {self.fh.name}: {self.error}")
+        return {"rows": self.rows, "bytes": self.bytes, "sha256": self.hasher.hexdigest()}
 
 
 def _validate_args(split: float, subset: int, seed: int) -> None:
-    if not (isinstance(split, int | float) and 0.0 < float(split) <= 1.0) or math.isnan(split):
+    if not isinstance(split, int | float) or math.isnan(split) or not 0.0 < float(split) <= 1.0:
         raise StepError(f"split={split}: must be in (0, 1]; 0.9 keeps 90% for training, 1.0 means no eval split")
     if subset < 0:
         raise StepError(f"subset={subset}: must be >= 0 (0 = all rows)")
@@ -110,43 +148,40 @@ def _source_files(src: Source, ws: Workspace, scratch: Path) -> list[Path]:
     raise AssertionError(src)
 
 
-def _spool_rows(src: Source, shown: str, ws: Workspace, scratch: Path, spool: _Spool, subset: int,
-                token: str | None) -> dict[str, Any]:
-    """Validate rows into the spool; stop after ``subset`` rows when it is > 0."""
-    schemas: Counter[str] = Counter()
-    formats: list[str] = []
-    files: list[str] = []
-    streams: list[tuple[str, Any]] = []
+def _open_streams(src: Source, ws: Workspace, scratch: Path, token: str | None) -> list[_Stream]:
     if isinstance(src, HfSource):
-        streams.append((f"hf://{src.repo}", _hf_rows(src, token)))
-        formats.append("hub")
-    else:
-        for path in _source_files(src, ws, scratch):
-            fmt, rows = read_rows(path)
-            formats.append(fmt)
-            files.append(path.name)
-            streams.append((path.name, rows))
-    add = spool.add
-    for name, rows in streams:
-        for pos, payload in rows:
+        return [_Stream(f"hf://{src.repo}", "hub", _hf_rows(src, token), None)]
+    streams = []
+    for path in _source_files(src, ws, scratch):
+        fmt, rows = read_rows(path)
+        streams.append(_Stream(path.name, fmt, rows, count_rows(path, fmt)))
+    return streams
+
+
+def _validated(streams: list[_Stream], limit: int, schemas: Counter[str]) -> Iterator[bytes]:
+    """Canonical lines of the first ``limit`` rows (0 = all), every one validated."""
+    left = limit or -1
+    for stream in streams:
+        for pos, payload in stream.rows:
             try:
-                line, schema = (parse_json_row if isinstance(payload, bytes) else parse_obj_row)(payload)
+                if isinstance(payload, bytes):
+                    line, schema = parse_json_row(payload)
+                else:
+                    line, schema = parse_obj_row(payload)
             except RowError as exc:
                 unit = "line" if isinstance(payload, bytes) else "row"
-                raise StepError(f"{name} {unit} {pos}: {exc}") from None
-            add(line)
+                raise StepError(f"{stream.name} {unit} {pos}: {exc}") from None
             schemas[schema] += 1
-            if subset and spool.rows >= subset:
-                break
-        if subset and spool.rows >= subset:
-            break
-    if spool.rows == 0:
-        raise StepError(f"{shown}: no rows found; the dataset is empty")
-    return {"formats": sorted(set(formats)), "files": files, "schemas": dict(schemas)}
+            yield line
+            left -= 1
+            if left == 0:
+                return
 
 
 def _eval_mask(n: int, split: float, seed: int) -> tuple[bytes, int]:
     """One byte per row, 1 = eval; the eval count follows datasets' train_test_split (ceil of the test share)."""
+    if n == 0:
+        return b"", 0
     if split >= 1.0:
         return bytes(n), 0
     n_eval = min(n, math.ceil(round((1.0 - split) * n, 9)))
@@ -157,45 +192,39 @@ def _eval_mask(n: int, split: float, seed: int) -> tuple[bytes, int]:
     return mask.tobytes(), n_eval
 
 
-def _route(spool_path: Path, mask: bytes, train_path: Path, eval_path: Path) -> tuple[dict, dict]:
-    """Copy each spooled line to train or eval by the mask; hash while writing."""
-    import hashlib
-
-    outs = [_HashingWriter(train_path, hashlib.sha256()), _HashingWriter(eval_path, hashlib.sha256())]
-    with open(spool_path, "rb", buffering=1 << 20) as fh:
-        for flag, line in zip(mask, fh, strict=True):
-            outs[flag].add(line)
-    return outs[0].close(), outs[1].close()
+def _route(lines: Iterator[bytes], mask: bytes, outs: list[_Writer]) -> None:
+    for flag, line in zip(mask, lines, strict=True):
+        outs[flag].add(line)
 
 
-class _HashingWriter:
-    def __init__(self, path: Path, hasher: Any) -> None:
-        self.fh = open(path, "wb")
-        self.hasher = hasher
-        self.buf: list[bytes] = []
-        self.size = 0
-        self.rows = 0
-        self.bytes = 0
-
-    def add(self, line: bytes) -> None:
-        self.buf.append(line)
-        self.size += len(line)
-        self.rows += 1
-        if self.size >= _FLUSH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        data = b"".join(self.buf)
-        self.fh.write(data)
-        self.hasher.update(data)
-        self.bytes += len(data)
-        self.buf.clear()
-        self.size = 0
-
-    def close(self) -> dict[str, Any]:
-        self._flush()
-        self.fh.close()
-        return {"rows": self.rows, "bytes": self.bytes, "sha256": self.hasher.hexdigest()}
+def _split_rows(streams: list[_Stream], subset: int, split: float, seed: int, scratch: Path,
+                train_path: Path, eval_path: Path, schemas: Counter[str]) -> tuple[dict, dict, int]:
+    """Validate and split in one pass when the row count is known, else spool first, then split."""
+    counts = [s.count for s in streams]
+    outs = [_Writer(train_path), _Writer(eval_path)]
+    try:
+        if all(c is not None for c in counts):
+            total = sum(counts)  # type: ignore[arg-type]
+            n = min(total, subset) if subset else total
+            try:
+                mask, n_eval = _eval_mask(n, split, seed)
+            except StepError:
+                for _ in _validated(streams, n, schemas):  # bad rows are the better error to report
+                    pass
+                raise
+            _route(_validated(streams, n, schemas), mask, outs)
+        else:
+            spool_path = scratch / "rows.jsonl"
+            spool = _Writer(spool_path)
+            for line in _validated(streams, subset, schemas):
+                spool.add(line)
+            n = spool.close()["rows"]
+            mask, n_eval = _eval_mask(n, split, seed)
+            with open(spool_path, "rb", buffering=1 << 20) as fh:
+                _route((line.rstrip(b"\n") for line in fh), mask, outs)
+    finally:
+        infos = [o.close() for o in outs]
+    return infos[0], infos[1], n_eval
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -226,33 +255,32 @@ def prepare_dataset(
         Paths and row counts of the two splits, and the summary path.
     """
     started = time.monotonic()
+    ws = Workspace.at(workspace)
+    targets = (ws.train_jsonl, ws.eval_jsonl, ws.dataset_summary)
+    remove_outputs(*targets)  # a failed run never leaves an earlier run's outputs looking current
     _validate_args(split, subset, seed)
     src = parse_source(data_uri)
-    ws = Workspace.at(workspace)
     shown = redact_uri(data_uri.strip())
-    targets = (ws.train_jsonl, ws.eval_jsonl, ws.dataset_summary)
-    remove_outputs(*targets)
     ws.log(STEP, f"start: source {shown}, split {split:g}, subset {subset or 'all'}, seed {seed}")
     token = (hf_token or os.environ.get("HF_TOKEN", "")).strip() or None
     ws.dataset_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".fetch-", dir=ws.dataset_dir))
     try:
         with atomic_outputs(*targets) as (train_tmp, eval_tmp, summary_tmp):
-            spool = _Spool(scratch / "rows.jsonl")
-            try:
-                found = _spool_rows(src, shown, ws, scratch, spool, subset, token)
-            finally:
-                spool.close()
-            n = spool.rows
-            ws.log(STEP, f"validated {n} rows ({', '.join(f'{k}: {v}' for k, v in found['schemas'].items())})")
-            mask, n_eval = _eval_mask(n, float(split), seed)
-            train_info, eval_info = _route(scratch / "rows.jsonl", mask, train_tmp, eval_tmp)
+            streams = _open_streams(src, ws, scratch, token)
+            schemas: Counter[str] = Counter()
+            train_info, eval_info, n_eval = _split_rows(streams, subset, float(split), seed, scratch,
+                                                        train_tmp, eval_tmp, schemas)
+            n = train_info["rows"] + eval_info["rows"]
+            if n == 0:
+                raise StepError(f"{shown}: no rows found; the dataset is empty")
+            ws.log(STEP, f"validated {n} rows ({', '.join(f'{k}: {v}' for k, v in schemas.items())})")
             summary = {
                 "source": shown,
                 "scheme": type(src).__name__.removesuffix("Source").lower(),
-                "files": found["files"],
-                "formats": found["formats"],
-                "schema": found["schemas"],
+                "files": [st.name for st in streams],
+                "formats": sorted({st.fmt for st in streams}),
+                "schema": dict(schemas),
                 "rows": n,
                 "subset": subset,
                 "split": float(split),

@@ -125,3 +125,18 @@ def read_rows(path: Path) -> tuple[str, Iterator[tuple[int, Payload]]]:
     if path.stat().st_size == 0:
         raise StepError(f"{path.name}: file is empty; point the dataset URI at a file with chat rows")
     return fmt, READERS[fmt](path)
+
+
+def count_rows(path: Path, fmt: str) -> int | None:
+    """The row count when it is cheap to know (plain JSONL: one fast scan; Parquet: metadata), else None."""
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if fmt == "jsonl":
+        with open(path, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                return None
+        with open(path, "rb", buffering=1 << 20) as fh:
+            return sum(1 for line in fh if not line.isspace())
+    return None

@@ -105,8 +105,9 @@ def parse_source(uri: str) -> Source:
     if scheme == "pvc":
         return PvcSource(rest)
     if scheme == "file":
-        path = unquote(urlsplit(uri).path)
-        if not path.startswith("/"):
+        parts = urlsplit(uri)
+        path = unquote(parts.path)
+        if parts.netloc not in ("", "localhost") or not path.startswith("/"):
             raise StepError(f"{uri}: file:// URIs need an absolute path, e.g. file:///data/train.jsonl")
         return LocalSource(path)
     if scheme:
