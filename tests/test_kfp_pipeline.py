@@ -105,6 +105,7 @@ def test_components_run_the_step_functions_without_installs(docs: list[dict]) ->
         assert f"from steps.{step} import" in script, name
 
 
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
 def test_dataset_component_runs_under_kfp_local(tmp_path: Path, chat_jsonl: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from kfp import local
