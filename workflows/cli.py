@@ -173,6 +173,7 @@ def submit_cmd(
     parameter: list[str] | None = _PARAM,
     wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish; exit 1 unless it succeeded"),
     install: bool = typer.Option(False, "--install", help="Create or update the WorkflowTemplate first"),
+    poll_seconds: float = typer.Option(10.0, "--poll-seconds", help="Seconds between status checks with --wait"),
     image: str = typer.Option("", "--image", help="Step image when --install is given"),
     host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
     insecure: bool | None = _INSECURE,
@@ -189,7 +190,7 @@ def submit_cmd(
     try:
         target = ArgoTarget.resolve(host, token, namespace, insecure)
         run = submit_from_template(target, parse_overrides(parameter or []), install=install, wait=wait,
-                                   image=image or IMAGE,
+                                   image=image or IMAGE, poll_seconds=poll_seconds,
                                    on_poll=lambda phase: print(f"phase: {phase}", file=sys.stderr))
     except StepError as exc:
         raise _fail(exc) from None
