@@ -51,7 +51,8 @@ def test_committed_templates_equal_a_fresh_compile() -> None:
 
 def test_compile_is_deterministic_and_image_is_one_setting(tmp_path: Path) -> None:
     assert comp.render() == comp.render()
-    comp.write(tmp_path, image="registry.example/osft:9")
+    comp.write(tmp_path, image="registry.example/osft:9", namespace="team-b")
+    assert "namespace: team-b" in (tmp_path / "rbac.yaml").read_text()
     images = set(re.findall(r"image: (\S+)", (tmp_path / "workflowtemplate.yaml").read_text()))
     images |= set(re.findall(r"value: (registry\S+)", (tmp_path / "workflowtemplate.yaml").read_text()))
     assert images == {"registry.example/osft:9"}
@@ -289,7 +290,8 @@ def test_install_manifests() -> None:
     rbac = {d["kind"]: d for d in comp.load_docs(comp.TEMPLATES_DIR / "rbac.yaml")}
     rules = {r["resources"][0]: set(r["verbs"]) for r in rbac["Role"]["rules"]}
     assert {"create", "get", "delete"} <= rules["trainjobs"] and {"create", "patch"} <= rules["workflowtaskresults"]
-    assert rbac["RoleBinding"]["subjects"][0]["name"] == rbac["ServiceAccount"]["metadata"]["name"]
+    subject = rbac["RoleBinding"]["subjects"][0]
+    assert subject["name"] == rbac["ServiceAccount"]["metadata"]["name"] and subject["namespace"] == kust["namespace"]
     secrets = {d["metadata"]["name"]: d for d in comp.load_docs(comp.TEMPLATES_DIR / "secrets.example.yaml")}
     assert {n: tuple(s["stringData"]) for n, s in secrets.items()} == SECRET_KEYS
     assert all(v.startswith(("<", "{", "https://api.<")) for s in secrets.values() for v in s["stringData"].values())

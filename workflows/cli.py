@@ -126,14 +126,17 @@ def compile_cmd(
     image: str = typer.Option("", "--image", help="Step image for every template (default: the built-in one)"),
     artifacts: bool = typer.Option(False, "--artifacts", help="Also export metrics/plots as optional artifacts "
                                    "(needs an artifact repository)"),
+    namespace: str = typer.Option("", "--namespace", "-n", help="Install namespace written into kustomization "
+                                  "and RBAC (default: argo)"),
 ) -> None:
     """Write the WorkflowTemplate, CronWorkflow and install manifests (deterministic)."""
     from pathlib import Path
 
     from workflows import compile as comp
-    from workflows.pipeline import IMAGE
+    from workflows.pipeline import IMAGE, NAMESPACE
 
-    for path in comp.write(Path(out) if out else comp.TEMPLATES_DIR, image=image or IMAGE, artifacts=artifacts):
+    for path in comp.write(Path(out) if out else comp.TEMPLATES_DIR, image=image or IMAGE, artifacts=artifacts,
+                           namespace=namespace or NAMESPACE):
         print(path)
 
 

@@ -17,24 +17,25 @@ def _dump_all(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=False, width=120, default_flow_style=False)
 
 
-def render(image: str = pipeline.IMAGE, artifacts: bool = False) -> dict[str, str]:
+def render(image: str = pipeline.IMAGE, artifacts: bool = False, namespace: str = pipeline.NAMESPACE) -> dict[str, str]:
     """File name -> YAML text of everything ``compile`` writes."""
     secrets_note = ("# Example secrets with PLACEHOLDER values: copy, fill in, `kubectl apply -f` the ones you need.\n"
                     "# Not part of kustomization.yaml on purpose; never commit real values.\n")
     return {
         "workflowtemplate.yaml": HEADER + pipeline.build_template(image=image, artifacts=artifacts).to_yaml(),
         "cronworkflow.yaml": HEADER + pipeline.build_cron().to_yaml(),
-        "rbac.yaml": HEADER + _dump_all(pipeline.rbac_manifests()),
+        "rbac.yaml": HEADER + _dump_all(pipeline.rbac_manifests(namespace)),
         "secrets.example.yaml": HEADER + secrets_note + _dump_all(pipeline.example_secrets()),
-        "kustomization.yaml": HEADER + _dump_all([pipeline.kustomization()]),
+        "kustomization.yaml": HEADER + _dump_all([pipeline.kustomization(namespace)]),
     }
 
 
-def write(out_dir: Path = TEMPLATES_DIR, image: str = pipeline.IMAGE, artifacts: bool = False) -> list[Path]:
+def write(out_dir: Path = TEMPLATES_DIR, image: str = pipeline.IMAGE, artifacts: bool = False,
+          namespace: str = pipeline.NAMESPACE) -> list[Path]:
     """Write the rendered files into ``out_dir``; returns the paths written."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render(image=image, artifacts=artifacts).items():
+    for name, text in render(image=image, artifacts=artifacts, namespace=namespace).items():
         path = out_dir / name
         path.write_text(text, encoding="utf-8")
         written.append(path)

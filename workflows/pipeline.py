@@ -35,6 +35,7 @@ NAME = "osft-minimal-pipeline"
 CRON_NAME = "osft-minimal-pipeline-retrain"
 IMAGE = "quay.io/osft-pipeline/osft-pipeline:0.1.0"  # the one image setting (compile --image overrides it)
 SERVICE_ACCOUNT = "osft-pipeline"
+NAMESPACE = "argo"  # install namespace of the manifests (compile --namespace); RoleBinding subjects need one
 WORKSPACE = "/workspace"
 OUTPUTS_DIR = "/tmp/outputs"  # the exit handler's key numbers (pod-local files -> output parameters)
 GPU = "nvidia.com/gpu"
@@ -294,7 +295,7 @@ def _meta(kind: str, name: str, api: str = "v1") -> dict[str, Any]:
             "metadata": {"name": name, "labels": {"app.kubernetes.io/name": "osft-pipeline"}}}
 
 
-def rbac_manifests() -> list[dict[str, Any]]:
+def rbac_manifests(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     """ServiceAccount, Role and RoleBinding the workflow's pods run with."""
     rules = [
         {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
@@ -308,7 +309,7 @@ def rbac_manifests() -> list[dict[str, Any]]:
         _meta("ServiceAccount", SERVICE_ACCOUNT),
         {**_meta("Role", SERVICE_ACCOUNT, "rbac.authorization.k8s.io/v1"), "rules": rules},
         {**_meta("RoleBinding", SERVICE_ACCOUNT, "rbac.authorization.k8s.io/v1"), "roleRef": role_ref,
-         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT}]},
+         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": namespace}]},
     ]
 
 
@@ -326,7 +327,7 @@ def example_secrets() -> list[dict[str, Any]]:
             for name, keys in SECRET_KEYS.items()]
 
 
-def kustomization() -> dict[str, Any]:
-    """``kubectl apply -k templates/`` installs RBAC, the template and the (suspended) cron."""
-    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+def kustomization(namespace: str = NAMESPACE) -> dict[str, Any]:
+    """``kubectl apply -k templates/`` installs RBAC, the template and the (suspended) cron into ``namespace``."""
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
             "resources": ["rbac.yaml", "workflowtemplate.yaml", "cronworkflow.yaml"]}
