@@ -36,10 +36,11 @@ def test_inputs_are_every_parameter_as_text() -> None:
 
 
 def test_resolve_normalises_what_later_tasks_take() -> None:
-    out = resolve(_raw(phase_03_eval_man_eval_tasks="arc_easy, mmlu", phase_02_train_man_train_workers="3"))
+    out, values = resolve(_raw(phase_03_eval_man_eval_tasks="arc_easy, mmlu", phase_02_train_man_train_workers="3"))
+    assert values["phase_02_train_man_train_workers"] == 3
     assert out["eval_tasks"] == '["arc_easy", "mmlu"]' and out["train_mode"] == "trainjob"
     assert out["base_model"] == "Qwen/Qwen2.5-1.5B-Instruct"
-    out = resolve(_raw(phase_03_eval_opt_compare_base="false"))
+    out, _ = resolve(_raw(phase_03_eval_opt_compare_base="false"))
     assert out["base_model"] == "" and out["train_mode"] == "single" and out["eval_tasks"] == '["arc_easy"]'
 
 

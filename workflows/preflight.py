@@ -8,7 +8,7 @@ its outputs are the normalised values later tasks consume.
 """
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from hera.workflows import Parameter
 from hera.workflows.io import Input
@@ -29,19 +29,22 @@ PreflightInputs = create_model(
 )
 
 
-def resolve(raw: dict[str, str]) -> dict[str, str]:
-    """Validate raw parameter text; return the normalised values the later tasks take."""
+_REQUIRED = {p.name for p in PARAMS if p.required}
+
+
+def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Validate raw parameter text (an empty required one counts as missing).
+
+    Returns the normalised outputs later tasks take, and every parameter's typed value.
+    """
     given = {k: v for k, v in raw.items() if k != "workspace" and not (k in _REQUIRED and not str(v).strip())}
     values = validate(given)
-    return {
+    outputs = {
         "train_mode": "trainjob" if values["phase_02_train_man_train_workers"] > 1 else "single",
         "base_model": values["phase_02_train_man_train_model"] if values["phase_03_eval_opt_compare_base"] else "",
         "eval_tasks": json.dumps(values["phase_03_eval_man_eval_tasks"]),
-        "values": values,  # type: ignore[dict-item]
     }
-
-
-_REQUIRED = {p.name for p in PARAMS if p.required}
+    return outputs, values
 
 
 def preflight(
@@ -55,13 +58,12 @@ def preflight(
     raw = inputs.model_dump()  # type: ignore[attr-defined]
     workspace = raw.get("workspace") or WORKSPACE
     try:
-        out = resolve(raw)
+        out, values = resolve(raw)
     except ParamError as exc:
         from steps.workspace import Workspace
 
         Workspace.at(workspace).log("preflight", f"error: {exc}")
         raise
-    values = out["values"]
     try:
         check_environment(
             workspace,
