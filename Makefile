@@ -45,6 +45,10 @@ lint: setup
 	$(PY) -m ruff check steps workflows tests bench
 	$(PY) -m ruff format --check steps workflows tests bench
 
+# Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization).
+compile: setup
+	$(VENV)/bin/osft-pipeline compile
+
 bench: setup
 	$(PY) bench/dataset_bench.py
 

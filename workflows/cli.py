@@ -112,6 +112,147 @@ for _name in STEPS:
 app.add_typer(step_app, name="step")
 
 
+# --- Argo Workflows: compile, lint, submit, cron (issue 6) ------------------------------------------------
+
+
+def _fail(exc: StepError) -> typer.Exit:
+    print(f"error: {scrub(str(exc))}", file=sys.stderr)
+    return typer.Exit(2)
+
+
+@app.command("compile")
+def compile_cmd(
+    out: str = typer.Option("", "--out", help="Output folder (default: the project's templates/)"),
+    image: str = typer.Option("", "--image", help="Step image for every template (default: the built-in one)"),
+    artifacts: bool = typer.Option(False, "--artifacts", help="Also export metrics/plots as optional artifacts "
+                                   "(needs an artifact repository)"),
+    namespace: str = typer.Option("", "--namespace", "-n", help="Install namespace written into kustomization "
+                                  "and RBAC (default: argo)"),
+) -> None:
+    """Write the WorkflowTemplate, CronWorkflow and install manifests (deterministic)."""
+    from pathlib import Path
+
+    from workflows import compile as comp
+    from workflows.pipeline import IMAGE, NAMESPACE
+
+    for path in comp.write(Path(out) if out else comp.TEMPLATES_DIR, image=image or IMAGE, artifacts=artifacts,
+                           namespace=namespace or NAMESPACE):
+        print(path)
+
+
+@app.command("lint")
+def lint_cmd(path: str = typer.Argument("", help="Folder with the compiled files (default: templates/)")) -> None:
+    """Validate the templates: Argo JSON schema (strict), core objects, and argo-lint-like references."""
+    from pathlib import Path
+
+    from workflows import compile as comp
+    from workflows.lint import lint_dir
+
+    report = lint_dir(Path(path) if path else comp.TEMPLATES_DIR)
+    bad = 0
+    for check, errors in report.items():
+        print(f"{check}: {'ok' if not errors else f'{len(errors)} error(s)'}")
+        for e in errors:
+            print(f"  {e}")
+        bad += len(errors)
+    if "kubernetes-validate (strict)" not in report:
+        print("kubernetes-validate: skipped (pip install kubernetes-validate==1.37.0)")
+    if bad:
+        raise typer.Exit(1)
+
+
+_HOST = typer.Option(None, "--host", help="Argo Server URL (env ARGO_SERVER; host:port means https)")
+_TOKEN = typer.Option(None, "--token", help="Bearer token (env ARGO_TOKEN)")
+_NS = typer.Option(None, "--namespace", "-n", help="Namespace (env ARGO_NAMESPACE, else argo)")
+_PARAM = typer.Option(None, "--parameter", "-p", help="name=value; repeat (names as in README)")
+_INSECURE = typer.Option(None, "--insecure-skip-verify", "-k", help="Skip TLS verification "
+                         "(env ARGO_INSECURE_SKIP_VERIFY)")
+
+
+@app.command("submit")
+def submit_cmd(
+    from_template: bool = typer.Option(False, "--from-template", help="Submit from workflowtemplate/"
+                                       "osft-minimal-pipeline (like argo submit --from)"),
+    parameter: list[str] | None = _PARAM,
+    wait: bool = typer.Option(False, "--wait", help="Wait for the run to finish; exit 1 unless it succeeded"),
+    install: bool = typer.Option(False, "--install", help="Create or update the WorkflowTemplate first"),
+    poll_seconds: float = typer.Option(10.0, "--poll-seconds", help="Seconds between status checks with --wait"),
+    image: str = typer.Option("", "--image", help="Step image when --install is given"),
+    host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
+    insecure: bool | None = _INSECURE,
+) -> None:
+    """Submit a pipeline run to the Argo Server (Hera), optionally installing the template and waiting."""
+    from workflows.params import parse_overrides
+    from workflows.pipeline import IMAGE
+    from workflows.submit import ArgoTarget, submit_from_template
+
+    if not from_template:
+        print("error: pass --from-template (runs are submitted from workflowtemplate/osft-minimal-pipeline)",
+              file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        target = ArgoTarget.resolve(host, token, namespace, insecure)
+        run = submit_from_template(target, parse_overrides(parameter or []), install=install, wait=wait,
+                                   image=image or IMAGE, poll_seconds=poll_seconds,
+                                   on_poll=lambda phase: print(f"phase: {phase}", file=sys.stderr))
+    except StepError as exc:
+        raise _fail(exc) from None
+    print(json.dumps(run, indent=2))
+    if wait and run["phase"] != "Succeeded":
+        raise typer.Exit(1)
+
+
+cron_app = typer.Typer(no_args_is_help=True, help="The retraining CronWorkflow (osft-minimal-pipeline-retrain).")
+app.add_typer(cron_app, name="cron")
+
+
+@cron_app.command("install")
+def cron_install(
+    parameter: list[str] | None = _PARAM,
+    schedule: str = typer.Option("0 3 * * 0", "--schedule", help="Cron schedule"),
+    timezone: str = typer.Option("UTC", "--timezone", help="IANA timezone of the schedule"),
+    suspend: bool = typer.Option(False, "--suspend", help="Install suspended"),
+    host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
+    insecure: bool | None = _INSECURE,
+) -> None:
+    """Create or update the CronWorkflow with these parameters (-p phase_01_dataset_man_data_uri=… required)."""
+    from workflows.params import parse_overrides
+    from workflows.submit import ArgoTarget, install_cron
+
+    try:
+        name = install_cron(ArgoTarget.resolve(host, token, namespace, insecure), parse_overrides(parameter or []),
+                            schedule=schedule, timezone=timezone, suspend=suspend)
+    except StepError as exc:
+        raise _fail(exc) from None
+    print(f"cronworkflow/{name} installed" + (" (suspended)" if suspend else ""))
+
+
+def _cron_toggle(suspended: bool, host: str | None, token: str | None, namespace: str | None,
+                 insecure: bool | None) -> None:
+    from workflows.pipeline import CRON_NAME
+    from workflows.submit import ArgoTarget, set_cron_suspended
+
+    try:
+        state = set_cron_suspended(ArgoTarget.resolve(host, token, namespace, insecure), suspended)
+    except StepError as exc:
+        raise _fail(exc) from None
+    print(f"cronworkflow/{CRON_NAME} {'suspended' if state else 'active'}")
+
+
+@cron_app.command("suspend")
+def cron_suspend(host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
+                 insecure: bool | None = _INSECURE) -> None:
+    """Suspend the CronWorkflow (no new runs until resumed)."""
+    _cron_toggle(True, host, token, namespace, insecure)
+
+
+@cron_app.command("resume")
+def cron_resume(host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
+                insecure: bool | None = _INSECURE) -> None:
+    """Resume the CronWorkflow."""
+    _cron_toggle(False, host, token, namespace, insecure)
+
+
 def main() -> None:
     """Entry point of the ``osft-pipeline`` console script."""
     app()

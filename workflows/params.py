@@ -235,7 +235,7 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (RWX)", _quantity,
           original=False),
     Param("phase_00_workspace_opt_storage_class", str, "nfs-csi",
-          "Storage class of the workspace volume; must support ReadWriteMany (empty = cluster default)",
+          "Storage class of the workspace volume; must support ReadWriteMany (empty = pre-provisioned PVs only)",
           _storage_class, original=False),
     Param("phase_01_dataset_opt_seed", int, 42, "Seed of the train/eval split", _at_least(0), original=False),
     Param("phase_02_train_opt_runtime", str, "training-hub",
