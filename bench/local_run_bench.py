@@ -68,7 +68,7 @@ def main() -> None:
     total = time.perf_counter() - t0
 
     rows = [state.tasks[n] for n in state.order] + ([state.exit_handler] if state.exit_handler else [])
-    ran = [t for t in rows if t.started is not None and not t.reused]
+    ran = [t for t in rows if t.started is not None and not t.reused and t.kind == "pod"]  # dag groups: their steps
     steps_s = sum(t.duration_s or 0.0 for t in ran)
     start_cost = runner_start_cost(sys.executable)
     print(f"template: {template}\nworkspace: {ws}\nrun: {state.phase}" + (f" ({state.error})" if state.error else ""))

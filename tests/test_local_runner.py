@@ -175,6 +175,32 @@ def test_container_template_mounts_outputs_and_parallel_branches(tmp_path: Path)
     assert (tmp_path / "ws" / "out" / "msg.txt").is_file()  # /data mapped onto the workspace
 
 
+def test_nested_dag_exit_handler_with_output_dir(tmp_path: Path) -> None:
+    # like the pipeline's onExit: a dag whose step writes outputs to a folder passed as a parameter
+    code = ("import os, sys; d = sys.argv[1]; os.makedirs(d, exist_ok=True); "
+            "open(d + '/status', 'w').write(sys.argv[2]); open('/data/exit.txt', 'w').write(sys.argv[3])")
+    record = py("record", code, ("status", "outputs_dir", "failures"),
+                container={"args": ["{{inputs.parameters.outputs_dir}}", "{{inputs.parameters.status}}",
+                                    "{{inputs.parameters.failures}}"]},
+                outputs={"parameters": [{"name": "status", "valueFrom": {"path": "/tmp/osft-test-out/status"}}]})
+    exit_dag = {"name": "on-exit", "outputs": {"parameters": [
+                    {"name": "status", "valueFrom": {"parameter": "{{tasks.record.outputs.parameters.status}}"}}]},
+                "dag": {"tasks": [{"name": "record", "template": "record", "arguments": {"parameters": [
+                    {"name": "status", "value": "{{workflow.status}}"}, {"name": "failures",
+                                                                        "value": "{{workflow.failures}}"},
+                    {"name": "outputs_dir", "value": "/tmp/osft-test-out"}]}}]}}
+    boom = py("boom", "import sys; sys.exit('error: disk full')")
+    d = doc([{"name": "b", "template": "boom"}], [boom, record, exit_dag], onExit="on-exit")
+    state = LocalRunner(d, tmp_path / "ws").run()
+    assert state.phase == "Failed" and state.failed_task == "b" and state.error == "step 'b' failed (exit 1): disk full"
+    assert state.exit_handler is not None and state.exit_handler.phase == "Succeeded"
+    assert state.exit_handler.outputs == {"status": "Failed"}
+    assert state.order == ["b", "on-exit.record"] and state.tasks["on-exit.record"].outputs == {"status": "Failed"}
+    assert json.loads((tmp_path / "ws" / "exit.txt").read_text())[0]["displayName"] == "b"
+    assert (tmp_path / "ws" / ".pods" / "on-exit.record" / "tmp" / "osft-test-out" / "status").is_file()
+    assert not Path("/tmp/osft-test-out").exists()  # the pod's own /tmp stays in the pod root
+
+
 def test_unsupported_features_fail_clearly(tmp_path: Path) -> None:
     resource = {"name": "trainjob", "resource": {"action": "create", "manifest": "kind: TrainJob"}}
     ok = py("ok", "print(1)")

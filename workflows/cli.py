@@ -128,6 +128,20 @@ def run_local(
     raise typer.Exit(run_command(template, param, workspace, from_step, report))
 
 
+@app.command("report")
+def rebuild_report(workspace: str = typer.Argument(".work/run", help="Run folder holding run.json")) -> None:
+    """Rebuild report.html and report.md from a local run's run.json and workspace files."""
+    from pathlib import Path
+
+    from workflows.report import build_report
+
+    if not (Path(workspace) / "run.json").is_file():
+        print(f"error: {workspace}/run.json not found: run `osft-pipeline run --local` first", file=sys.stderr)
+        raise typer.Exit(2)
+    html_path, md_path = build_report(workspace)
+    print(f"{html_path}\n{md_path}")
+
+
 step_app = typer.Typer(no_args_is_help=True, help="Run one pipeline step (the same function Argo's pods run).")
 for _name in STEPS:
     step_app.command(_name)(step_command(_name))

@@ -35,6 +35,7 @@ import difflib
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import signal
@@ -155,6 +156,7 @@ class TaskState:
     name: str
     template: str
     phase: str = "Pending"
+    kind: str = "pod"  # "dag" for a nested DAG task (its steps are listed under "<name>.")
     started: float | None = None
     finished: float | None = None
     exit_code: int | None = None
@@ -302,14 +304,18 @@ class LocalRunner:
 
     # ------------------------------------------------------------------ set-up
 
-    def _entry_dag(self) -> tuple[str, list[Mapping[str, Any]]]:
+    def _entry_dag(self) -> tuple[str, list[dict[str, Any]]]:
         entry = self.spec.get("entrypoint")
         if not entry or entry not in self.templates:
             raise RunError(f"entrypoint {entry!r} is not a template of this WorkflowTemplate")
         tmpl = self.templates[entry]
         if "dag" not in tmpl:
             return entry, [{"name": entry, "template": entry}]
-        tasks = tmpl["dag"].get("tasks") or []
+        return entry, self._check_dag(tmpl)
+
+    def _check_dag(self, tmpl: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The DAG's tasks with templateRef resolved; unknown templates/tasks and loops fail clearly."""
+        tasks = [dict(t) for t in tmpl["dag"].get("tasks") or []]
         names = [t["name"] for t in tasks]
         for t in tasks:
             for feature in _UNSUPPORTED_TASK:
@@ -320,13 +326,14 @@ class LocalRunner:
                 if ref.get("name") != self.doc.get("metadata", {}).get("name") or ref.get("clusterScope"):
                     raise RunError(f"task {t['name']!r} uses templateRef to {ref.get('name')!r}: only references "
                                    "to this same WorkflowTemplate can run locally")
-                t = {**t, "template": ref.get("template")}
+                t["template"] = ref.get("template")
             if t.get("template") not in self.templates:
                 raise RunError(f"task {t['name']!r} refers to unknown template {t.get('template')!r}")
             for dep in self._deps(t):
                 if dep not in names:
                     raise RunError(f"task {t['name']!r} depends on unknown task {dep!r}")
-        return entry, tasks
+        self._order(tasks)  # cycles fail before anything runs
+        return tasks
 
     @staticmethod
     def _deps(task: Mapping[str, Any]) -> list[str]:
@@ -398,9 +405,8 @@ class LocalRunner:
             name=name, uid=str(uuid.uuid4()), namespace=meta.get("namespace", "local"),
             template_path=self.template_path, template_sha256=sha, workspace=self.workspace, parameters=params,
             secret_params=secret_param_names(self.doc), overrides=dict(self.overrides),
-            tasks={n: TaskState(n, by_name[n].get("template") or by_name[n].get("templateRef", {}).get("template", ""))
-                   for n in order},
-            order=order, from_step=self.from_step,
+            tasks={n: TaskState(n, by_name[n]["template"]) for n in order},
+            order=list(order), from_step=self.from_step,
         )
         self.volumes = self._volumes()
         if previous:
@@ -410,7 +416,7 @@ class LocalRunner:
         self.listener(state, "start")
         interrupted = False
         try:
-            self._run_dag(state, by_name)
+            self._run_dag(state, entry, tasks, prefix="", inputs={})
         except KeyboardInterrupt:
             interrupted = True
             state.error = state.error or "interrupted"
@@ -418,8 +424,8 @@ class LocalRunner:
                 if t.phase in ("Pending", "Running"):
                     t.phase, t.message = "Failed" if t.phase == "Running" else "Omitted", "interrupted"
                     t.finished = t.finished or time.time()
-        failed = [t for t in state.tasks.values()
-                  if t.phase in ("Failed", "Error") and not self._continues(by_name[t.name], t)]
+        failed = [state.tasks[n] for n in order
+                  if state.tasks[n].phase in ("Failed", "Error") and not self._continues(by_name[n], state.tasks[n])]
         state.phase = "Failed" if failed or interrupted else "Succeeded"
         if failed and not state.error:
             first = failed[0]
@@ -450,24 +456,24 @@ class LocalRunner:
         return notes
 
     def _mark_reused(self, state: RunState, previous: Mapping[str, Any], by_name: Mapping[str, Any]) -> None:
+        """--from-step: tasks outside the resumed step's downstream keep their previous result."""
+        top = list(state.order)
         downstream = {self.from_step}
-        for n in state.order:
+        for n in top:
             if any(d in downstream for d in self._deps(by_name[n])):
                 downstream.add(n)
         prev_tasks = previous.get("tasks", {})
-        for n in state.order:
+        ancestors = self._ancestors(self.from_step, by_name)
+        for n in top:
             if n in downstream:
                 continue
             old = prev_tasks.get(n)
             if old and old.get("phase") in ("Succeeded", "Skipped"):
-                t = state.tasks[n]
-                t.phase, t.reused = old["phase"], True
-                t.started, t.finished = _from_iso(old.get("started")), _from_iso(old.get("finished"))
-                t.exit_code, t.peak_rss_mb, t.log = old.get("exit_code"), old.get("peak_rss_mb"), old.get("log", "")
-                t.parameters, t.outputs = dict(old.get("parameters", {})), dict(old.get("outputs", {}))
-                t.result, t.artifacts = old.get("result"), dict(old.get("artifacts", {}))
-                t.message = "reused from the previous run"
-            elif n in self._ancestors(self.from_step, by_name):
+                state.tasks[n] = _reused(n, old)
+                for sub, sub_old in prev_tasks.items():
+                    if sub.startswith(n + ".") and sub not in state.tasks:
+                        _insert(state, _reused(sub, sub_old), n + ".")
+            elif n in ancestors:
                 phase = old.get("phase") if old else "not run"
                 raise RunError(f"cannot resume from {self.from_step!r}: earlier step {n!r} did not succeed in the "
                                f"previous run ({phase}); resume from {n!r} instead")
@@ -487,31 +493,41 @@ class LocalRunner:
         cont = task.get("continueOn") or {}
         return bool(cont.get("failed") and t.phase == "Failed" or cont.get("error") and t.phase == "Error")
 
-    def _run_dag(self, state: RunState, by_name: Mapping[str, Mapping[str, Any]]) -> None:
-        fail_fast = self.templates[self.spec["entrypoint"]].get("dag", {}).get("failFast", True)
+    def _run_dag(self, state: RunState, tmpl_name: str, tasks: list[dict[str, Any]], prefix: str,
+                 inputs: Mapping[str, str]) -> TaskState | None:
+        """Run one DAG's tasks in dependency order; return its first failed task (None: the DAG succeeded)."""
+        fail_fast = self.templates[tmpl_name].get("dag", {}).get("failFast", True)
+        by_name = {t["name"]: t for t in tasks}
         stopped = False
-        for n in state.order:
-            t = state.tasks[n]
-            if t.reused:
-                self.listener(state, n)
-                continue
+        first_failed: TaskState | None = None
+        for n in self._order(tasks):
             task = by_name[n]
+            t = state.tasks.get(prefix + n)
+            if t is None:
+                t = TaskState(prefix + n, task["template"])
+                _insert(state, t, prefix)
+            if t.reused:
+                self.listener(state, t.name)
+                continue
             deps = self._deps(task)
-            phases = {d: state.tasks[d].phase for d in deps}
+            phases = {d: state.tasks[prefix + d].phase for d in deps}
             expr = str(task.get("depends") or " && ".join(deps))
             if stopped:
                 t.phase, t.message = "Omitted", "not started: an earlier step failed"
             elif deps and not eval_depends(expr, phases):
                 t.phase, t.message = "Omitted", f"not started: depends {expr!r} is false"
             else:
-                self._run_task(state, t, task)
-                if t.phase in ("Failed", "Error") and not self._continues(task, t) and fail_fast:
-                    stopped = True
+                self._run_task(state, t, task, prefix, inputs)
+                if t.phase in ("Failed", "Error") and not self._continues(task, t):
+                    first_failed = first_failed or t
+                    stopped = stopped or fail_fast
             state.save()
-            self.listener(state, n)
+            self.listener(state, t.name)
+        return first_failed
 
-    def _run_task(self, state: RunState, t: TaskState, task: Mapping[str, Any]) -> None:
-        ctx = self._context(state, inputs={})
+    def _run_task(self, state: RunState, t: TaskState, task: Mapping[str, Any], prefix: str,
+                  dag_inputs: Mapping[str, str]) -> None:
+        ctx = self._context(state, dag_inputs, prefix)
         try:
             if task.get("when") is not None:
                 cond = self._substitute(str(task["when"]), ctx, f"task {t.name} when")
@@ -522,29 +538,62 @@ class LocalRunner:
             args = {p["name"]: p for p in (task.get("arguments") or {}).get("parameters") or []}
             if (task.get("arguments") or {}).get("artifacts"):
                 raise RunError(f"task {t.name!r} passes artifacts, which the local runner does not support")
-            inputs = self._inputs(tmpl, {k: self._substitute(render(v.get("value", "")), ctx, f"task {t.name} "
-                                                             f"argument {k}") for k, v in args.items()}, t.name, state)
+            given = {k: self._substitute(render(v.get("value", "")), ctx, f"task {t.name} argument {k}")
+                     for k, v in args.items()}
+            inputs = self._inputs(tmpl, given, t.name, state)
         except StepError as exc:
             t.phase, t.message = "Error", str(exc)
-            state.error, state.failed_task = f"step {t.name!r}: {exc}", t.name
             return
         t.parameters = inputs
-        self._execute(state, t, tmpl, inputs)
+        if "dag" in tmpl:
+            self._run_group(state, t, tmpl, inputs)
+        else:
+            self._execute(state, t, tmpl, inputs)
+
+    def _run_group(self, state: RunState, t: TaskState, tmpl: Mapping[str, Any], inputs: dict[str, str]) -> None:
+        """A task whose template is itself a DAG: its steps run as ``<task>.<step>``."""
+        t.kind, t.phase, t.started = "dag", "Running", time.time()
+        self.listener(state, t.name)
+        try:
+            failed = self._run_dag(state, tmpl["name"], self._check_dag(tmpl), t.name + ".", inputs)
+        except StepError as exc:
+            t.phase, t.message, t.finished = "Error", str(exc), time.time()
+            return
+        t.finished = time.time()
+        if failed is not None:
+            t.phase, t.exit_code = "Failed", failed.exit_code
+            t.message = f"step {failed.name!r}: {failed.message}"
+            return
+        ctx = self._context(state, inputs, t.name + ".")
+        try:
+            for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+                vf = p.get("valueFrom") or {}
+                if "parameter" not in vf:
+                    raise RunError(f"dag template {tmpl['name']!r}: output {p['name']!r} needs valueFrom.parameter")
+                t.outputs[p["name"]] = self._substitute(vf["parameter"], ctx, f"task {t.name} output {p['name']}")
+        except StepError as exc:
+            t.phase, t.message = "Failed", str(exc)
+            return
+        t.phase = "Succeeded"
 
     def _run_exit_handler(self, state: RunState) -> None:
         name = self.spec["onExit"]
-        t = TaskState(name=f"{name}", template=name)
+        t = TaskState(name=name, template=name)
         state.exit_handler = t
         if name not in self.templates:
             t.phase, t.message = "Error", f"onExit template {name!r} does not exist"
-            return
-        try:
-            inputs = self._inputs(self.templates[name], {}, name, state)
-        except StepError as exc:
-            t.phase, t.message = "Error", str(exc)
         else:
-            t.parameters = inputs
-            self._execute(state, t, self.templates[name], inputs)
+            tmpl = self.templates[name]
+            try:
+                inputs = self._inputs(tmpl, {}, name, state)
+            except StepError as exc:
+                t.phase, t.message = "Error", str(exc)
+            else:
+                t.parameters = inputs
+                if "dag" in tmpl:
+                    self._run_group(state, t, tmpl, inputs)
+                else:
+                    self._execute(state, t, tmpl, inputs)
         if t.phase != "Succeeded":
             state.phase = "Failed"
             state.error = state.error or f"exit handler {name!r} failed: {t.message}"
@@ -553,10 +602,11 @@ class LocalRunner:
 
     # ---------------------------------------------------------- substitution
 
-    def _context(self, state: RunState, inputs: Mapping[str, str]) -> dict[str, Any]:
+    def _context(self, state: RunState, inputs: Mapping[str, str], prefix: str = "") -> dict[str, Any]:
         failures = [{"displayName": t.name, "templateName": t.template, "phase": t.phase, "message": t.message,
-                     "exitCode": t.exit_code} for t in state.tasks.values() if t.phase in ("Failed", "Error")]
-        return {"state": state, "inputs": inputs, "failures": failures}
+                     "exitCode": t.exit_code} for t in state.tasks.values()
+                    if t.phase in ("Failed", "Error") and t.kind == "pod"]
+        return {"state": state, "inputs": inputs, "failures": failures, "prefix": prefix}
 
     def _lookup(self, path: list[str], ctx: Mapping[str, Any], where: str) -> str:
         state: RunState = ctx["state"]
@@ -581,7 +631,7 @@ class LocalRunner:
             if len(path) == 3 and path[2] in ctx["inputs"]:
                 return ctx["inputs"][path[2]]
         if path[0] == "tasks" and len(path) >= 4 and path[2] == "outputs":
-            t = state.tasks.get(path[1])
+            t = state.tasks.get(ctx.get("prefix", "") + path[1])
             if t is None:
                 raise RunError(f"{where}: {{{{{joined}}}}} refers to unknown task {path[1]!r}")
             if t.phase != "Succeeded":
@@ -678,7 +728,8 @@ class LocalRunner:
         body = tmpl.get("script") or tmpl.get("container")
         if body is None:
             raise RunError(f"template {tmpl['name']!r} has no script or container, so it cannot run locally")
-        ctx = {**self._context(state, inputs), "task": t.name}
+        ctx = {**self._context(state, inputs, t.name.rpartition(".")[0] + "." if "." in t.name else ""),
+               "task": t.name}
         where = f"task {t.name}"
         pod_root = self.workspace / ".pods" / t.name
         shutil.rmtree(pod_root, ignore_errors=True)
@@ -692,6 +743,7 @@ class LocalRunner:
             local = base / vm["subPath"] if vm.get("subPath") else base
             local.mkdir(parents=True, exist_ok=True)
             mounts.append((vm["mountPath"], local))
+        mounts += self._output_dirs(tmpl, body, mounts, pod_root)
         mounts.sort(key=lambda m: len(m[0]), reverse=True)
         pod = _Pod(mounts, pod_root)
         sub = lambda s, what: pod.rewrite(self._substitute(render(s), ctx, f"{where} {what}"))  # noqa: E731
@@ -699,7 +751,7 @@ class LocalRunner:
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [os.environ.get("PYTHONPATH", "")] if p])
         for e in body.get("env") or []:
-            value = self._env_value(e, tmpl, t, sub, pod)
+            value = self._env_value(e, tmpl, t, sub)
             if value is not None:
                 env[e["name"]] = value
         for ef in body.get("envFrom") or []:
@@ -724,17 +776,31 @@ class LocalRunner:
             Path(cwd).mkdir(parents=True, exist_ok=True)
         return cmd, env, cwd, pod
 
+    @staticmethod
+    def _output_dirs(tmpl: Mapping[str, Any], body: Mapping[str, Any], mounts: list[tuple[str, Path]],
+                     pod_root: Path) -> list[tuple[str, Path]]:
+        """Folders the template writes outputs to outside its volumes (``/tmp/hera-outputs``, ``/tmp/outputs``):
+        mapped under the pod root, so parameter values and env naming them are rewritten too."""
+        outputs = tmpl.get("outputs") or {}
+        paths = [(p.get("valueFrom") or {}).get("path") for p in outputs.get("parameters") or []]
+        paths = [posixpath.dirname(str(x)) for x in paths + [a.get("path") for a in outputs.get("artifacts") or []]
+                 if x and "{{" not in str(x)]
+        paths += [str(e.get("value")) for e in body.get("env") or [] if e.get("name") == "hera__outputs_directory"]
+        out: list[tuple[str, Path]] = []
+        for d in sorted(set(paths)):
+            d = d.rstrip("/")
+            under_mount = any(d == m.rstrip("/") or d.startswith(m.rstrip("/") + "/") for m, _ in mounts)
+            if d.count("/") >= 2 and d.startswith("/") and not under_mount:  # never map / or /tmp wholesale
+                local = pod_root / d.lstrip("/")
+                local.mkdir(parents=True, exist_ok=True)
+                out.append((d, local))
+        return out
+
     def _env_value(self, e: Mapping[str, Any], tmpl: Mapping[str, Any], t: TaskState,
-                   sub: Callable[[Any, str], str], pod: _Pod) -> str | None:
+                   sub: Callable[[Any, str], str]) -> str | None:
         name = e["name"]
         if "valueFrom" not in e:
-            value = sub(e.get("value", ""), f"env {name}")
-            if name == "hera__outputs_directory" or (value.startswith("/") and pod.rewrite(value) == value
-                                                     and name.endswith(("_DIR", "_directory"))):
-                local = pod.local_path(value)
-                local.mkdir(parents=True, exist_ok=True)
-                return str(local)
-            return value
+            return sub(e.get("value", ""), f"env {name}")
         vf = e["valueFrom"]
         ref = vf.get("secretKeyRef") or vf.get("configMapKeyRef")
         if ref is not None:
@@ -848,6 +914,25 @@ class LocalRunner:
                 t.artifacts[a["name"]] = str(local)
             elif not a.get("optional"):
                 raise RunError(f"output artifact {a['name']!r}: {a['path']} was not written (looked at {local})")
+
+
+def _reused(name: str, old: Mapping[str, Any]) -> TaskState:
+    """A task state copied from the previous run's run.json."""
+    t = TaskState(name, old.get("template", ""), phase=old.get("phase", "Succeeded"), kind=old.get("kind", "pod"),
+                  reused=True, exit_code=old.get("exit_code"), peak_rss_mb=old.get("peak_rss_mb"),
+                  message="reused from the previous run", log=old.get("log", ""), result=old.get("result"))
+    t.started, t.finished = _from_iso(old.get("started")), _from_iso(old.get("finished"))
+    t.parameters, t.outputs = dict(old.get("parameters", {})), dict(old.get("outputs", {}))
+    t.artifacts = dict(old.get("artifacts", {}))
+    return t
+
+
+def _insert(state: RunState, t: TaskState, prefix: str) -> None:
+    """Add a nested DAG's step right after its group (and the group's earlier steps) in the display order."""
+    state.tasks[t.name] = t
+    parent = prefix[:-1]
+    spots = [i for i, n in enumerate(state.order) if n == parent or (prefix and n.startswith(prefix))]
+    state.order.insert(spots[-1] + 1 if spots else len(state.order), t.name)
 
 
 def _typed(text: str) -> Any:

@@ -156,7 +156,8 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
         tasks.append((run["exit_handler"]["name"] + " (onExit)", run["exit_handler"]))
     if tasks:
         total = wf.get("duration_s") or 0.0
-        steps_s = sum((t.get("duration_s") or 0.0) for _, t in tasks if not t.get("reused"))
+        steps_s = sum((t.get("duration_s") or 0.0) for _, t in tasks
+                      if not t.get("reused") and t.get("kind", "pod") == "pod")  # a nested dag's steps are rows
         doc.table(["step", "state", "duration (s)", "exit code", "peak RSS (MB)", "detail"],
                   [[n, t.get("phase", "") + (" (reused)" if t.get("reused") else ""), t.get("duration_s"),
                     t.get("exit_code"), t.get("peak_rss_mb"), t.get("message", "")] for n, t in tasks],
