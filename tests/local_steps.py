@@ -10,6 +10,7 @@ runner reads real annotations).
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -19,16 +20,21 @@ from steps.errors import StepError
 from steps.workspace import Workspace
 
 
-def fake_train(workspace: str, train_path: str, steps: int = 3, fail: bool = False) -> dict:
+def fake_train(workspace: str, train_path: str, steps: int = 3, fail: bool = False, slow: float = 0.0) -> dict:
     """Log a metrics line per step, write train/metrics.json and train/loss.png."""
     ws = Workspace.at(workspace)
     if fail:
         raise StepError("training diverged: loss is NaN; lower the learning rate")
     rows = Path(train_path).read_text(encoding="utf-8").count("\n")
     losses = [round(2.0 / (i + 1), 4) for i in range(steps)]
-    for i, loss in enumerate(losses, 1):
-        print(json.dumps({"step": i, "total_steps": steps, "loss": loss}), file=sys.stderr, flush=True)
     ws.train_dir.mkdir(parents=True, exist_ok=True)
+    for i, loss in enumerate(losses, 1):
+        if not slow:
+            print(json.dumps({"step": i, "total_steps": steps, "loss": loss}), file=sys.stderr, flush=True)
+        else:  # like mini-trainer: one JSON line per step in train/training_metrics_0.jsonl, not on stderr
+            with open(ws.train_dir / "training_metrics_0.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": i, "steps_per_epoch": steps, "loss": loss}) + "\n")
+            time.sleep(slow)
     metrics = {"final_loss": losses[-1], "steps": steps, "train_rows": rows, "hf_token_set": bool(os.environ.get(
         "HF_TOKEN"))}
     (ws.train_dir / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")

@@ -120,6 +120,24 @@ def test_failing_step_stops_dependants_then_resume(template: Path, data: Path, t
     assert run["parameters"]["registry_address"] == "http://x:1"  # earlier parameters kept on resume
 
 
+def test_progress_from_metrics_file_and_fresh_workspace(template: Path, data: Path, tmp_path: Path) -> None:
+    d = yaml.safe_load(template.read_text())
+    dag = next(t for t in d["spec"]["templates"] if t["name"] == "pipeline")["dag"]
+    train = next(t for t in dag["tasks"] if t["name"] == "train")
+    train["arguments"]["parameters"].append({"name": "slow", "value": "1.3"})
+    seen: list[str] = []
+    ws = tmp_path / "ws"
+    (ws / "registry").mkdir(parents=True)
+    (ws / "registry" / "registration.json").write_text("{}")
+    with pytest.raises(StepError, match="is not empty and holds no earlier local run"):
+        LocalRunner(d, ws, overrides={"data_uri": str(data)}).run()
+    (ws / "run.json").write_text("{}")  # an earlier run's folder is cleared, like a fresh volume
+    state = LocalRunner(d, ws, overrides={"data_uri": str(data)},
+                        listener=lambda st, ev: seen.append(st.tasks["train"].progress)).run()
+    assert state.phase == "Succeeded" and not (ws / "registry").exists()
+    assert "step 2/3 loss 1.0000" in seen  # read from train/training_metrics_0.jsonl while the step ran
+
+
 def test_bad_inputs_fail_early_with_one_line(template: Path, data: Path, tmp_path: Path) -> None:
     proc = run_cli(template, tmp_path / "a", f"data_uri={data}", "trian_steps=2")
     assert proc.returncode == 2 and "unknown parameter 'trian_steps' (did you mean train_steps?)" in proc.stderr

@@ -395,6 +395,8 @@ class LocalRunner:
                                f"tasks are {', '.join(order)}")
             previous = read_run(self.workspace)
         params = self._resolve_arguments(previous)
+        if not previous:
+            self._fresh_workspace()
         self.workspace.mkdir(parents=True, exist_ok=True)
         (self.workspace / LOGS).mkdir(exist_ok=True)
         meta = self.doc.get("metadata") or {}
@@ -440,6 +442,24 @@ class LocalRunner:
         if interrupted:
             raise KeyboardInterrupt
         return state
+
+    def _fresh_workspace(self) -> None:
+        """A new run gets an empty workspace, as Argo gives each workflow a new volume.
+
+        A folder holding an earlier local run (run.json) is cleared; any other non-empty folder is refused,
+        so a mistyped --workspace never deletes unrelated files.
+        """
+        ws = self.workspace
+        if not ws.exists() or not any(ws.iterdir()):
+            return
+        if not ws.is_dir() or not (ws / RUN_JSON).is_file():
+            raise RunError(f"workspace {ws} is not empty and holds no earlier local run: pass an empty or new "
+                           "folder to --workspace (or --from-step to resume a run)")
+        for child in ws.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
     def _ignored_notes(self) -> list[str]:
         ignored_spec = [k for k in ("serviceAccountName", "podGC", "ttlStrategy", "activeDeadlineSeconds",
@@ -859,6 +879,8 @@ class LocalRunner:
                        threading.Thread(target=pump, args=(proc.stderr, False), daemon=True)]
             for th in threads:
                 th.start()
+            done = threading.Event()
+            threading.Thread(target=self._watch_metrics, args=(state, t, done), daemon=True).start()
             timer = threading.Timer(timeout, self._kill, args=(proc,)) if timeout else None
             if timer:
                 timer.start()
@@ -873,12 +895,29 @@ class LocalRunner:
             finally:
                 if timer:
                     timer.cancel()
+            done.set()
             proc.returncode = code = os.waitstatus_to_exitcode(status)
             for th in threads:
                 th.join(timeout=10)
             self._proc = None
             log.write(f"# exit code {code}\n")
         return code, "".join(out_lines), one_line_error(err_tail, code), round(usage.ru_maxrss / 1024, 1)
+
+    def _watch_metrics(self, state: RunState, t: TaskState, done: threading.Event) -> None:
+        """Training progress from a ``training_metrics_*.jsonl`` the running step writes in the workspace
+        (mini-trainer's workers log there, not to the step's own stderr)."""
+        started = t.started or time.time()
+        while not done.wait(1.0):
+            files = [f for f in self.workspace.glob("*/training_metrics_*.jsonl") if f.stat().st_mtime >= started]
+            if not files:
+                continue
+            with contextlib.suppress(OSError), open(max(files, key=lambda f: f.stat().st_mtime), "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 4096))
+                lines = fh.read().decode("utf-8", "replace").splitlines()
+                progress = next((p for p in map(parse_progress, reversed(lines)) if p), "")
+                if progress and progress != t.progress:
+                    t.progress = progress
+                    self.listener(state, t.name)
 
     @staticmethod
     def _kill(proc: subprocess.Popen[bytes]) -> None:
