@@ -189,7 +189,7 @@ class TaskState:
 
 
 def _iso(ts: float | None) -> str | None:
-    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="seconds")
+    return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _from_iso(text: str | None) -> float | None:
