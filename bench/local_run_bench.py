@@ -72,11 +72,12 @@ def main() -> None:
     steps_s = sum(t.duration_s or 0.0 for t in ran)
     start_cost = runner_start_cost(sys.executable)
     print(f"template: {template}\nworkspace: {ws}\nrun: {state.phase}" + (f" ({state.error})" if state.error else ""))
-    print(f"\n{'step':<16} {'state':<10} {'wall s':>8} {'peak RSS MB':>12}")
+    width = max([len(t.name) for t in rows] + [16])
+    print(f"\n{'step':<{width}} {'state':<10} {'wall s':>8} {'peak RSS MB':>12}")
     for t in rows:
         wall = f"{t.duration_s:.2f}" if t.duration_s is not None else "-"
         rss = f"{t.peak_rss_mb:.1f}" if t.peak_rss_mb else "-"
-        print(f"{t.name:<16} {t.phase:<10} {wall:>8} {rss:>12}")
+        print(f"{t.name:<{width}} {t.phase:<10} {wall:>8} {rss:>12}")
     overhead = total - steps_s
     runner_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\ntotal wall            {total:8.2f} s")

@@ -1,5 +1,6 @@
 """``osft-pipeline run --local``: load the template, run it with a live view, write the report."""
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -7,7 +8,7 @@ from rich.console import Console
 
 from steps.errors import StepError
 from steps.secrets import scrub
-from workflows.local_runner import LocalRunner, RunState, load_template
+from workflows.local_runner import LocalRunner, RunState, load_template, read_run
 from workflows.params import parse_overrides
 from workflows.report import build_report
 from workflows.run_view import RunView
@@ -29,7 +30,11 @@ def run_command(template: str, pairs: list[str], workspace: str, from_step: str 
         return 2
     except KeyboardInterrupt:
         view.close()
-        print(f"error: interrupted; resume with --from-step (run.json in {workspace})", file=sys.stderr)
+        step = ""
+        with contextlib.suppress(StepError, OSError, ValueError, KeyError):
+            step = read_run(workspace)["workflow"]["failed_task"]
+        print(f"error: interrupted; resume with --from-step {step or '<step>'} (run.json in {workspace})",
+              file=sys.stderr)
         return 130
     finally:
         view.close()

@@ -423,6 +423,8 @@ class LocalRunner:
             interrupted = True
             state.error = state.error or "interrupted"
             for t in state.tasks.values():
+                if t.phase == "Running" and t.kind == "pod":
+                    state.failed_task = state.failed_task or t.name.split(".")[0]
                 if t.phase in ("Pending", "Running"):
                     t.phase, t.message = "Failed" if t.phase == "Running" else "Omitted", "interrupted"
                     t.finished = t.finished or time.time()
