@@ -106,6 +106,42 @@ def demo_data(out: str = typer.Argument(..., help="Where to write the demo chat 
     run_and_print(write_demo_dataset, {"out": out})
 
 
+# --- local run (issue 7) ----------------------------------------------------------------------------------
+DEFAULT_TEMPLATE = "templates/osft-minimal-pipeline.yaml"
+
+
+@app.command("run")
+def run_local(
+    local: bool = typer.Option(False, "--local", help="Run on this machine (the only mode of this command)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Workflow argument override name=value (repeat)"),
+    workspace: str = typer.Option(".work/run", "--workspace", help="Local folder mapped to the workspace volume"),
+    from_step: str = typer.Option("", "--from-step", help="Resume: re-run this step and what follows it"),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Compiled WorkflowTemplate YAML"),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md"),
+) -> None:
+    """Run the compiled WorkflowTemplate locally, step by step, and write run.json, logs/ and a report."""
+    from workflows.local_run_cli import run_command
+
+    if not local:
+        print("error: only --local is supported by `run`; submit to a cluster with Argo", file=sys.stderr)
+        raise typer.Exit(2)
+    raise typer.Exit(run_command(template, param, workspace, from_step, report))
+
+
+@app.command("report")
+def rebuild_report(workspace: str = typer.Argument(".work/run", help="Run folder holding run.json")) -> None:
+    """Rebuild report.html and report.md from a local run's run.json and workspace files."""
+    from pathlib import Path
+
+    from workflows.report import build_report
+
+    if not (Path(workspace) / "run.json").is_file():
+        print(f"error: {workspace}/run.json not found: run `osft-pipeline run --local` first", file=sys.stderr)
+        raise typer.Exit(2)
+    html_path, md_path = build_report(workspace)
+    print(f"{html_path}\n{md_path}")
+
+
 step_app = typer.Typer(no_args_is_help=True, help="Run one pipeline step (the same function Argo's pods run).")
 for _name in STEPS:
     step_app.command(_name)(step_command(_name))
