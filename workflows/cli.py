@@ -164,16 +164,24 @@ def compile_cmd(
                                    "(needs an artifact repository)"),
     namespace: str = typer.Option("", "--namespace", "-n", help="Install namespace written into kustomization "
                                   "and RBAC (default: argo)"),
+    kfp: bool = typer.Option(False, "--kfp", help="Also write the KFP twin's IR (osft-minimal-pipeline.kfp.yaml)"),
 ) -> None:
     """Write the WorkflowTemplate, CronWorkflow and install manifests (deterministic)."""
+    import os
     from pathlib import Path
 
     from workflows import compile as comp
     from workflows.pipeline import IMAGE, NAMESPACE
 
-    for path in comp.write(Path(out) if out else comp.TEMPLATES_DIR, image=image or IMAGE, artifacts=artifacts,
-                           namespace=namespace or NAMESPACE):
+    folder = Path(out) if out else comp.TEMPLATES_DIR
+    for path in comp.write(folder, image=image or IMAGE, artifacts=artifacts, namespace=namespace or NAMESPACE):
         print(path)
+    if kfp:
+        if image:
+            os.environ["OSFT_PIPELINE_IMAGE"] = image
+        from workflows.kfp_pipeline import compile_kfp
+
+        print(compile_kfp(folder / "osft-minimal-pipeline.kfp.yaml"))
 
 
 @app.command("lint")

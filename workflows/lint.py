@@ -366,8 +366,8 @@ def lint_dir(path: Path, secrets: dict[str, tuple[str, ...]] | None = None) -> d
 
     secrets = secrets or SECRET_KEYS
     report: dict[str, list[str]] = {}
-    wt = load_docs(path / "workflowtemplate.yaml")[0]
-    cron = load_docs(path / "cronworkflow.yaml")[0]
+    wt = load_docs(path / "osft-minimal-pipeline.yaml")[0]
+    cron = load_docs(path / "osft-minimal-pipeline-retrain.yaml")[0]
     for version in VERSIONS:
         report[f"schema {version}"] = [f"{d['kind']}: {e}" for d in (wt, cron) for e in schema_errors(d, version)]
     report["references"] = template_reference_errors(wt, secrets) + cron_reference_errors(cron, wt)

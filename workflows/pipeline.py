@@ -28,12 +28,13 @@ from steps.finish import record_status
 from steps.register import register_model
 from steps.train import train_model
 from steps.trainjob_launch import launch_trainjob
+from workflows.image import image
 from workflows.params import PARAMS, to_text
 from workflows.preflight import preflight
 
 NAME = "osft-minimal-pipeline"
 CRON_NAME = "osft-minimal-pipeline-retrain"
-IMAGE = "quay.io/osft-pipeline/osft-pipeline:0.1.0"  # the one image setting (compile --image overrides it)
+IMAGE = image()  # the one image setting (OSFT_PIPELINE_IMAGE, or compile --image)
 SERVICE_ACCOUNT = "osft-pipeline"
 NAMESPACE = "argo"  # install namespace of the manifests (compile --namespace); RoleBinding subjects need one
 WORKSPACE = "/workspace"
@@ -330,4 +331,4 @@ def example_secrets() -> list[dict[str, Any]]:
 def kustomization(namespace: str = NAMESPACE) -> dict[str, Any]:
     """``kubectl apply -k templates/`` installs RBAC, the template and the (suspended) cron into ``namespace``."""
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
-            "resources": ["rbac.yaml", "workflowtemplate.yaml", "cronworkflow.yaml"]}
+            "resources": ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"]}
