@@ -89,6 +89,23 @@ def oci_auth_json(raw: str) -> str | None:
     return raw
 
 
+def _auth_values(raw: str | None) -> tuple[str, ...]:
+    """Every string inside a Docker config (tokens, passwords), to mask in error messages."""
+    out: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, str) and len(node) >= 4:
+            out.append(node)
+
+    if raw:
+        with contextlib.suppress(ValueError):
+            walk(json.loads(raw))
+    return tuple(out)
+
+
 @contextlib.contextmanager
 def private_auth_file(content: str | None):  # noqa: ANN201
     """Write ``content`` to a 0600 temp file for the duration of the block; yields its path (or None)."""
@@ -153,7 +170,8 @@ def pull_oci(ref: str, dest_root: Path) -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
-        err = scrub(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}")
+        err = scrub(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}",
+                    extra=_auth_values(auth))
         raise StepError(f"model {ref}: skopeo copy failed: {err[:300]}")
     _extract_models(image_dir, model_dir)
     shutil.rmtree(image_dir, ignore_errors=True)  # the layers are extracted; keep one copy only

@@ -135,6 +135,9 @@ def checkpoint_trigger_path() -> Path:
 def _prepare_env(kind: str) -> None:
     # One trigger file per launching process, so concurrent runs on one host never signal each other and
     # a stale file from a killed run is never picked up. Workers inherit it with the environment.
+    loaded = sys.modules.get("mini_trainer.full_state_checkpoint")
+    if loaded is not None and "CHECKPOINT_TRIGGER_FILENAME" not in os.environ:  # keep caller and workers in step
+        os.environ["CHECKPOINT_TRIGGER_FILENAME"] = Path(loaded._DEFAULT_TRIGGER_PATH).name
     os.environ.setdefault("CHECKPOINT_TRIGGER_FILENAME", f"osft-pipeline-ckpt-{os.getpid()}")
     if kind == "cpu":
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 threads on a busy 2-core box is 4-10x slower
