@@ -54,7 +54,7 @@ def train_command(train_args: dict[str, Any], workspace_path: str, workers: int,
     for key, value in train_args.items():
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            cmd.append(flag if value else "--no-" + key.replace("_", "-"))
+            cmd.append(flag if value else "--no-" + key.replace("_", "-"))  # the CLI's on/off flag pair
         elif isinstance(value, int | float | str):
             cmd += [flag, str(value)]
         else:

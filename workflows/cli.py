@@ -74,7 +74,10 @@ def step_command(name: str) -> Callable[..., None]:
             list_params.add(p.name)
             ann = list[str]
         default = ... if p.default is inspect.Parameter.empty else p.default
-        option = typer.Option(default, "--" + p.name.replace("_", "-"),
+        flag = "--" + p.name.replace("_", "-")
+        if ann is bool:  # an on/off pair, so a True default can be turned off (--no-use-liger)
+            flag = f"{flag}/--no-{flag[2:]}"
+        option = typer.Option(default, flag,
                               help=helps.get(p.name, "") + (" (repeat, or comma-separate)" if is_list else ""))
         params.append(inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=ann))
 
