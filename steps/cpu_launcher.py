@@ -107,15 +107,14 @@ def _patch_worker() -> None:
     import types
     from datetime import timedelta
 
-    import safetensors.torch as st
-    import torch
-    import torch.distributed as dist
-    from torch.distributed.fsdp import MixedPrecisionPolicy
-
     import mini_trainer.osft_utils as ou
     import mini_trainer.setup_model_for_training as smt
     import mini_trainer.train as mt
     import mini_trainer.utils as mu
+    import safetensors.torch as st
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import MixedPrecisionPolicy
 
     if not hasattr(torch._C, "_cuda_resetPeakMemoryStats"):
         torch.cuda.reset_peak_memory_stats = lambda *a, **k: None
