@@ -183,6 +183,11 @@ def _log_tail(run_dir: Path, node_rank: int) -> str:
     return scrub((errors or lines or [""])[-1])[:300]
 
 
+def _fingerprint(model_dir: Path) -> list[tuple[str, int]]:
+    """Names and sizes of the base model's files (mtimes differ after a re-download, so they are left out)."""
+    return sorted((p.name, p.stat().st_size) for p in model_dir.iterdir() if p.is_file())
+
+
 def _dataset_rows(path: Path) -> int:
     with open(path, "rb") as fh:
         return sum(1 for line in fh if line.strip())
@@ -272,7 +277,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         "lr_scheduler": lr_scheduler, "warmup_steps": warmup_steps, "checkpoint_at_epoch": checkpoint_at_epoch,
         "save_final_checkpoint": save_final_checkpoint, "nproc_per_node": nproc, "nnodes": nnodes, "device": kind,
     }
-    key = config_key({**hyper, "base_model_dir": str(base), "data_sha256": sha256_file(ws.train_jsonl)})
+    key = config_key({**hyper, "base_model_dir": str(base), "base_model_files": _fingerprint(base),
+                      "data_sha256": sha256_file(ws.train_jsonl)})
     run_dir = ws.train_dir / f"{_RUN_PREFIX}{key}"
     run_json = run_dir / "run.json"
     outputs = (ws.train_dir / "loss.png", ws.model_pointer, ws.train_dir / "metrics.json")
