@@ -8,6 +8,7 @@ import importlib
 import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from steps.secrets import scrub
 # step name -> "module:function"; each function takes simple typed parameters and returns a small dict.
 STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
+    "evaluate": "steps.evaluate:evaluate_model",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -68,7 +70,8 @@ def step_command(name: str) -> Callable[..., None]:
     list_params = set()
     for p in sig.parameters.values():
         ann = p.annotation
-        is_list = ann is list or getattr(ann, "__origin__", None) is list
+        is_list = ann is list or getattr(ann, "__origin__", None) is list or any(
+            a is list or getattr(a, "__origin__", None) is list for a in typing.get_args(ann))  # list[str] | None
         if is_list:
             list_params.add(p.name)
             ann = list[str]
