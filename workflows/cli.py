@@ -8,6 +8,7 @@ import importlib
 import inspect
 import json
 import sys
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,7 @@ from steps.secrets import scrub
 STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
     "train": "steps.train:train_model",
+    "evaluate": "steps.evaluate:evaluate_model",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -69,7 +71,8 @@ def step_command(name: str) -> Callable[..., None]:
     list_params = set()
     for p in sig.parameters.values():
         ann = p.annotation
-        is_list = ann is list or getattr(ann, "__origin__", None) is list
+        is_list = ann is list or getattr(ann, "__origin__", None) is list or any(
+            a is list or getattr(a, "__origin__", None) is list for a in typing.get_args(ann))  # list[str] | None
         if is_list:
             list_params.add(p.name)
             ann = list[str]
