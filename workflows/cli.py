@@ -19,6 +19,7 @@ from steps.secrets import scrub
 # step name -> "module:function"; each function takes simple typed parameters and returns a small dict.
 STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
+    "register": "steps.register:register_model",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
