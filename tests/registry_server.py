@@ -14,6 +14,7 @@ can validate requests and responses against the spec independently.
 
 import itertools
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -249,14 +250,21 @@ class Registry:
 class RegistryServer:
     """Run the fake on 127.0.0.1 in a thread; ``prefixes`` picks the API generations it serves."""
 
-    def __init__(self, prefixes: tuple[str, ...] = (V1, V1ALPHA3), token: str | None = None) -> None:
+    def __init__(self, prefixes: tuple[str, ...] = (V1, V1ALPHA3), token: str | None = None,
+                 tls: tuple[str, str] | None = None) -> None:
         self.prefixes = prefixes
+        self.scheme = "https" if tls else "http"
         self.token = token
         self.registry = Registry()
         self.exchanges: list[Exchange] = []
         self._routes = self.registry.routes()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
+        self._httpd.handle_error = lambda request, client_address: None  # TLS handshakes refused by tests
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     @property
@@ -265,7 +273,7 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "RegistryServer":
         self._thread.start()
