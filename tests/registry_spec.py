@@ -7,14 +7,18 @@ whose only differences are the prefix, snake_case path-parameter *names* and dro
 v1alpha3 spec: path templates match by position, so the parameter names do not matter.
 """
 
+import copy
 import functools
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
+from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
 
 SPEC_PATH = Path(os.environ.get("MODEL_REGISTRY_SPEC",
@@ -114,11 +118,34 @@ def _with_components(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "components": spec()["components"]}
 
 
+@functools.cache
+def _formats(cls: type) -> FormatChecker:
+    """The validator's format checker plus ``uri`` (its check needs rfc3987, which is not installed)."""
+    checker = copy.deepcopy(cls.FORMAT_CHECKER)
+
+    @checker.checks("uri")
+    def _uri(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        parts = urlsplit(value)
+        return bool(parts.scheme and (parts.netloc or parts.path)) and not any(c.isspace() for c in value)
+
+    return checker
+
+
+@functools.cache
+def _validator(response: bool, schema_json: str) -> Any:
+    cls = OAS30ReadValidator if response else OAS30WriteValidator
+    return cls(_with_components(json.loads(schema_json)), format_checker=_formats(cls))
+
+
 def body_errors(schema: dict[str, Any], body: Any, *, response: bool = False) -> list[str]:
     """Schema errors of a request (write) or response (read) body."""
-    cls = OAS30ReadValidator if response else OAS30WriteValidator
-    validator = cls(_with_components(schema))
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}" for e in validator.iter_errors(body)]
+    validator = _validator(response, json.dumps(schema, sort_keys=True))
+    try:
+        return [f"{'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}" for e in validator.iter_errors(body)]
+    except TypeError as exc:  # a non-string discriminator value (e.g. a list) trips the validator itself
+        return [f"<body>: invalid discriminator value ({exc})"]
 
 
 def param_errors(op: Operation, query: dict[str, list[str]]) -> list[str]:
