@@ -22,6 +22,7 @@ STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
     "train": "steps.train:train_model",
     "evaluate": "steps.evaluate:evaluate_model",
+    "register": "steps.register:register_model",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
