@@ -48,6 +48,8 @@ SECRET_KEYS: dict[str, tuple[str, ...]] = {
     "hf-token": ("HF_TOKEN",),
     "oci-pull-secret-model-download": ("OCI_PULL_SECRET_MODEL_DOWNLOAD",),
     "kubernetes-credentials": ("KUBERNETES_SERVER_URL", "KUBERNETES_AUTH_TOKEN"),
+    # added by this port: a bearer token for a Model Registry behind an auth proxy (else the pod's SA token)
+    "model-registry-token": ("MODEL_REGISTRY_TOKEN",),
 }
 EXIT_OUTPUTS = ("final_loss", "train_steps", "eval_gate", "registration_status", "registered_version")
 CRON_SCHEDULE = "0 3 * * 0"  # Sundays 03:00
@@ -188,7 +190,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         )
         t_register = Script(
             name="register", source=register_model, **common,
-            env=base_env,
+            env=base_env + secret_env("model-registry-token"),
             resources=_resources("250m", "512Mi", "1Gi"),
             retry_strategy=_retry(3, "10s", "2m"),
             active_deadline_seconds=1800,
@@ -321,7 +323,7 @@ def rbac_manifests(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
 
 
 def example_secrets() -> list[dict[str, Any]]:
-    """The four secrets of the original pipeline, with placeholder values (never applied by kustomize)."""
+    """The original pipeline's four secrets plus the registry token, with placeholder values (never applied)."""
     placeholders = {
         "AWS_ACCESS_KEY_ID": "<access-key-id>",
         "AWS_SECRET_ACCESS_KEY": "<secret-access-key>",
@@ -329,6 +331,7 @@ def example_secrets() -> list[dict[str, Any]]:
         "OCI_PULL_SECRET_MODEL_DOWNLOAD": '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}',
         "KUBERNETES_SERVER_URL": "https://api.<cluster-domain>:6443",
         "KUBERNETES_AUTH_TOKEN": "<bearer-token>",
+        "MODEL_REGISTRY_TOKEN": "<registry-bearer-token>",
     }
     return [{**_meta("Secret", name), "type": "Opaque", "stringData": {k: placeholders[k] for k in keys}}
             for name, keys in SECRET_KEYS.items()]
