@@ -2,7 +2,7 @@
 
 Inputs (all optional; missing files just mean fewer properties):
     train/metrics.json     {"final_loss", "min_loss", "steps", ..., "hyper_parameters": {...}}
-    eval/metrics.json      flat rows [{"task", "metric", "filter", "value", "stderr", "n", ["model"]}]
+    eval/metrics.json      flat rows [{"task", "metric", "filter", "value", "stderr", "n", "role": tuned|base}]
                            (a list, or {"rows"|"metrics": [...]})
     eval/comparison.json   {"gate": "pass"|"fail"|"n/a" (or {"status"|"verdict"|"passed": ...}),
                             "rows"|"comparison"|"metrics": [{"task", "metric", "base", "tuned", "delta", ...}]}
@@ -123,7 +123,7 @@ def eval_properties(ws: Workspace) -> tuple[dict[str, Scalar], str]:
     props: dict[str, Scalar] = {}
     for row in _rows(read_json(ws.eval_dir / "metrics.json"), "rows", "metrics"):
         key = _metric_key(row)
-        role = str(row.get("model") or row.get("role") or "tuned").lower()
+        role = str(row.get("role") or row.get("model") or "tuned").lower()
         if key and role in ("tuned", "base") and not str(row.get("metric", "")).endswith("_stderr"):
             _put(props, f"{key}.{role}", row.get("value"))
     comparison = read_json(ws.eval_dir / "comparison.json")

@@ -35,11 +35,12 @@ def make_workspace(root: Path, gate: str = "pass") -> Path:
                              "training_max_seq_len": 512, "max_tokens_per_gpu": 4096, "hf_token": "hf_leak",
                              "lr_scheduler": "cosine"}}))
     ws.eval_dir.mkdir()
-    (ws.eval_dir / "metrics.json").write_text(json.dumps([
-        {"model": "tuned", "task": "arc_easy", "metric": "acc", "filter": "none", "value": 0.61, "stderr": 0.02},
-        {"model": "tuned", "task": "arc_easy", "metric": "acc_norm,none", "value": 0.58, "stderr": 0.02},
-        {"model": "base", "task": "arc_easy", "metric": "acc", "filter": "none", "value": 0.6, "stderr": 0.02},
-        {"model": "tuned", "task": "eval_holdout", "metric": "perplexity", "filter": "none", "value": 3.4}]))
+    tuned, base = {"role": "tuned", "model": "/workspace/train/model"}, {"role": "base", "model": "Qwen/Qwen2.5"}
+    (ws.eval_dir / "metrics.json").write_text(json.dumps([  # the evaluate step's rows: role + model path
+        {**tuned, "task": "arc_easy", "metric": "acc", "filter": "none", "value": 0.61, "stderr": 0.02},
+        {**tuned, "task": "arc_easy", "metric": "acc_norm,none", "value": 0.58, "stderr": 0.02},
+        {**base, "task": "arc_easy", "metric": "acc", "filter": "none", "value": 0.6, "stderr": 0.02},
+        {**tuned, "task": "eval_holdout", "metric": "perplexity", "filter": "none", "value": 3.4}]))
     (ws.eval_dir / "comparison.json").write_text(json.dumps({"gate": gate, "max_regression": 0.02, "rows": [
         {"task": "arc_easy", "metric": "acc", "filter": "none", "base": 0.6, "tuned": 0.61, "delta": 0.01,
          "verdict": "unchanged within stderr"}]}))

@@ -1,0 +1,131 @@
+"""The real compiled WorkflowTemplate run locally with the real steps on a tiny model, end to end.
+
+One Argo-template run (dataset → train → evaluate, register skipped), then a resume of the register
+step against the in-process Model Registry, then the KFP twin under kfp.local on the same inputs:
+both must leave the same workspace files.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.registry_server import RegistryServer
+from tests.tiny_assets import chat_rows, write_jsonl
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "templates" / "osft-minimal-pipeline.yaml"
+TOKEN = "registry-token-e2e-123"
+
+
+def _params(data: Path, model: Path) -> dict[str, str]:
+    return {
+        "phase_01_dataset_man_data_uri": str(data),
+        "phase_01_dataset_man_data_split": "0.8",
+        "phase_02_train_man_train_model": str(model),
+        "phase_02_train_man_train_gpu": "0",
+        "phase_02_train_man_train_batch": "8",
+        "phase_02_train_man_train_tokens": "512",
+        "phase_02_train_opt_max_seq_len": "128",
+        "phase_02_train_opt_learning_rate": "0.001",
+        "phase_02_train_opt_use_liger": "false",
+        "phase_03_eval_man_eval_tasks": '["arc_easy"]',
+        "phase_03_eval_opt_limit": "6",
+        "phase_03_eval_opt_batch_size": "4",
+    }
+
+
+def _run(ws: Path, params: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "workflows.cli", "run", "--local", "--template", str(TEMPLATE),
+            "--workspace", str(ws), *extra]
+    for k, v in params.items():
+        args += ["-p", f"{k}={v}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MODEL_REGISTRY_TOKEN": TOKEN}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+
+
+def _files(ws: Path, parts: tuple[str, ...]) -> set[str]:
+    out = set()
+    for part in parts:
+        for p in (ws / part).rglob("*"):
+            rel = p.relative_to(ws).as_posix()
+            if p.is_file() and "/run-" not in rel and "base_cache" not in rel:
+                out.add(rel)
+    return out
+
+
+@pytest.fixture(scope="module")
+def argo_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("e2e")
+    data = write_jsonl(root / "chat.jsonl", chat_rows(60))
+    params = _params(data, tiny_model)
+    ws = root / "ws"
+    proc = _run(ws, params)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return ws, params
+
+
+def test_every_step_ran_through_the_compiled_template(argo_run: tuple[Path, dict[str, str]]) -> None:
+    ws, _ = argo_run
+    run = json.loads((ws / "run.json").read_text())
+    phases = {t["name"]: t["phase"] for t in run["tasks"]}
+    assert {k: phases[k] for k in ("preflight", "dataset", "train", "evaluate")} == dict.fromkeys(
+        ("preflight", "dataset", "train", "evaluate"), "Succeeded")
+    assert phases["register"] == "Skipped" and phases["train-trainjob"] == "Skipped"
+    summary = json.loads((ws / "dataset" / "summary.json").read_text())
+    assert (summary["train"]["rows"], summary["eval"]["rows"]) == (48, 12)
+    metrics = json.loads((ws / "train" / "metrics.json").read_text())
+    assert metrics["steps"] >= 6 and metrics["final_loss"] < metrics["first_loss"] if "first_loss" in metrics else True
+    model = (ws / "train" / "model").resolve()
+    assert (model / "config.json").is_file() and model.is_relative_to(ws / "train")
+    comparison = json.loads((ws / "eval" / "comparison.json").read_text())
+    assert comparison["gate"] in ("pass", "fail")
+    tasks = {r["task"] for r in comparison["rows"]}
+    assert "arc_easy" in tasks
+    assert not (ws / "registry" / "registration.json").exists()
+    report = (ws / "report.html").read_text()
+    for section in ("Parameters", "Dataset", "Training", "Evaluation", "Timings"):
+        assert section in report, section
+
+
+def test_register_resumes_against_the_registry(argo_run: tuple[Path, dict[str, str]]) -> None:
+    ws, params = argo_run
+    with RegistryServer(token=TOKEN) as registry:
+        proc = _run(ws, {**params, "phase_04_registry_man_address": registry.url,
+                         "phase_04_registry_opt_force": "true"}, "--from-step", "register")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert registry.calls("POST"), "nothing was registered"
+    record = json.loads((ws / "registry" / "registration.json").read_text())
+    assert record["status"] in ("registered", "forced")
+    assert record["uri"].startswith("pvc://") and "/train/" in record["uri"]
+    run = json.loads((ws / "run.json").read_text())
+    phases = {t["name"]: t["phase"] for t in run["tasks"]}
+    assert phases["register"] == "Succeeded" and phases["train"] in ("Succeeded", "Reused")
+    everything = "".join(p.read_text(errors="ignore") for p in ws.rglob("*") if p.is_file() and p.suffix in (
+        ".json", ".log", ".txt", ".md", ".html"))
+    assert TOKEN not in everything
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_kfp_twin_writes_the_same_workspace_files(argo_run: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from kfp import local
+
+    from workflows import kfp_pipeline
+
+    argo_ws, params = argo_run
+    monkeypatch.chdir(tmp_path)
+    ws = tmp_path / "kfp-ws"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               workspace_root=str(ws))
+    pipeline = kfp_pipeline.build_pipeline(eval_limit=6, eval_batch_size="4")
+    kwargs = {k: v for k, v in params.items() if not k.startswith(("phase_03_eval_opt", "phase_00"))}
+    typed = {p.name: p.coerce(kwargs[p.name]) for p in kfp_pipeline.ORIGINAL if p.name in kwargs}
+    pipeline(**typed)
+    parts = ("dataset", "train", "eval")
+    assert _files(ws, parts) == _files(argo_ws, parts)
+    assert (ws / "dataset" / "train.jsonl").read_bytes() == (argo_ws / "dataset" / "train.jsonl").read_bytes()
