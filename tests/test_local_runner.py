@@ -283,3 +283,17 @@ def test_template_yaml_round_trip(template: Path) -> None:
     d = yaml.safe_load(template.read_text())
     script = next(t for t in d["spec"]["templates"] if t["name"] == "evaluate")["script"]
     assert script["args"][:3] == ["-m", "hera.workflows.runner", "-e"] and script["source"] == "{{inputs.parameters}}"
+
+
+def test_only_secret_parameters_are_masked() -> None:
+    from workflows.local_runner import secret_param_names
+
+    doc = {"spec": {"arguments": {"parameters": [
+        {"name": "phase_02_train_man_train_tokens", "value": "1024"},
+        {"name": "phase_01_dataset_opt_hf_token", "value": ""},
+        {"name": "registry_api_key", "value": ""},
+        {"name": "max_secretary_count", "value": "3"},
+    ]}}}
+    names = secret_param_names(doc)
+    assert "phase_01_dataset_opt_hf_token" in names and "registry_api_key" in names
+    assert "phase_02_train_man_train_tokens" not in names and "max_secretary_count" not in names

@@ -141,7 +141,8 @@ def secret_param_names(doc: Mapping[str, Any]) -> set[str]:
 
     out = {p.name for p in params.PARAMS if p.secret}
     for name in template_arguments(doc):
-        if re.search(r"(token|secret|password|credential|api_key|apikey)", name, re.I):
+        # whole name parts only: `hf_token` is a secret, `train_tokens` (a count) is not
+        if re.search(r"(^|_)(token|secret|password|credentials?|api_?key)($|_)", name, re.I):
             out.add(name)
     return out
 
