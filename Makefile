@@ -62,6 +62,7 @@ run: setup
 	$(VENV)/bin/osft-pipeline demo-data $(WORK)/demo/chat.jsonl
 	$(VENV)/bin/osft-pipeline demo-model $(MODEL)
 	$(VENV)/bin/osft-pipeline run --local --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
+	@echo; cat $(WORK)/run/eval/comparison.md; echo; echo "report: $(abspath $(WORK))/run/report.html"
 
 lint: setup
 	$(PY) -m ruff check steps workflows tests bench
