@@ -13,6 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.json_http import JsonHandler
 from workflows.lint import request_errors, schema_errors
 
 ROUTES = [
@@ -161,9 +162,7 @@ class ArgoStub:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
+        class Handler(JsonHandler):
 
             def _serve(self, method: str) -> None:
                 path = self.path.split("?")[0]
@@ -190,14 +189,6 @@ class ArgoStub:
                                              "message": str(exc)})
                 except (ValueError, KeyError) as exc:
                     self._reply(400, {"code": 3, "message": f"bad request: {exc}"})
-
-            def _reply(self, status: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802
                 self._serve("GET")

@@ -3,7 +3,7 @@
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ import pytest
 
 from steps.errors import StepError
 from steps.trainjob_launch import job_name, launch_trainjob, trainjob_state
+from tests.json_http import JsonHandler
 
 BASE = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs"
 
@@ -25,17 +26,7 @@ class KubeStub:
         self.gets = 0
         stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def _reply(self, status: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JsonHandler):
 
             def _record(self, method: str) -> Any:
                 n = int(self.headers.get("Content-Length") or 0)
