@@ -66,7 +66,6 @@ run: setup
 
 lint: setup
 	$(PY) -m ruff check steps workflows tests bench
-	$(PY) -m ruff format --check steps workflows tests bench
 
 # Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization).
 compile: setup
