@@ -1,6 +1,7 @@
 """The compiled Argo objects: golden files, Argo's JSON schema (strict), core objects, argo-lint-like references."""
 
 import copy
+import json
 import gzip
 import re
 from pathlib import Path
@@ -235,8 +236,14 @@ def test_gpus_secrets_retries_and_workspace(wt: dict[str, Any]) -> None:
     gpu = "{{workflow.parameters.phase_02_train_man_train_gpu}}"
     assert train["script"]["resources"]["limits"]["nvidia.com/gpu"] == gpu
     assert train["script"]["resources"]["requests"]["nvidia.com/gpu"] == gpu
-    assert ev["script"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert ev["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert ev["script"]["resources"]["limits"]["nvidia.com/gpu"] == "{{workflow.parameters.phase_03_eval_opt_gpu}}"
+    # the GPU node selector applies exactly when the evaluate pod asks for GPUs (default 1)
+    from workflows.argo_expr import eval_expression, render
+
+    expr = ev["podSpecPatch"].removeprefix("{{=").removesuffix("}}")
+    for gpus, patch in (("1", {"nodeSelector": {"nvidia.com/gpu.present": "true"}}), ("0", {})):
+        value = eval_expression(expr, lambda path, g=gpus: g if path[-1] == "phase_03_eval_opt_gpu" else None)
+        assert json.loads(render(value)) == patch
     assert ev["tolerations"][0]["key"] == "nvidia.com/gpu"
 
     def secrets(name: str) -> set[str]:

@@ -41,6 +41,10 @@ WORKSPACE = "/workspace"
 OUTPUTS_DIR = "/tmp/outputs"  # the exit handler's key numbers (pod-local files -> output parameters)
 GPU = "nvidia.com/gpu"
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+# The evaluate pod goes to a GPU node only when it asks for GPUs (phase_03_eval_opt_gpu > 0), so the same
+# template also runs on a CPU-only cluster.
+EVAL_GPU_NODE_PATCH = ("{{=asInt(workflow.parameters.phase_03_eval_opt_gpu) > 0 ? "
+                       "'{\"nodeSelector\": {\"nvidia.com/gpu.present\": \"true\"}}' : '{}'}}")
 GPU_TOLERATION = m.Toleration(key=GPU, operator="Exists", effect="NoSchedule")
 # secret name -> (env var, key); keys exactly as in the original pipeline's README
 SECRET_KEYS: dict[str, tuple[str, ...]] = {
@@ -181,8 +185,8 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         t_evaluate = Script(
             name="evaluate", source=evaluate_model, **{**common, "volume_mounts": [ws_mount, shm_mount]},
             env=base_env + secret_env("hf-token"),
-            resources=_resources("4", "32Gi", "64Gi", gpus="1"),
-            node_selector=GPU_NODE_SELECTOR,
+            resources=_resources("4", "32Gi", "64Gi", gpus=wf("phase_03_eval_opt_gpu")),
+            pod_spec_patch=EVAL_GPU_NODE_PATCH,
             tolerations=[GPU_TOLERATION],
             retry_strategy=_retry(2, "1m", "10m"),
             active_deadline_seconds=12 * 3600,
