@@ -1,8 +1,8 @@
 """The compiled Argo objects: golden files, Argo's JSON schema (strict), core objects, argo-lint-like references."""
 
 import copy
-import json
 import gzip
+import json
 import re
 from pathlib import Path
 from typing import Any
