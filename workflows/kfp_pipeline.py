@@ -83,8 +83,9 @@ def register_op(workspace: str, address: str, port: int, name: str, version: str
 
     from steps.register import register_model
 
+    # KFP names the run's workspace PVC "<run name>-kfp-workspace": the model's URI is pvc://<that>/<path>
     return json.dumps(register_model(workspace=workspace, address=address, port=port, name=name, version=version,
-                                     workflow_name=run_name, workflow_uid=run_id,
+                                     workflow_name=run_name, workflow_uid=run_id, pvc_claim=f"{run_name}-kfp-workspace",
                                      pipeline_name="osft-minimal-pipeline"))
 
 
