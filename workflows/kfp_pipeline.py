@@ -56,8 +56,12 @@ def train_op(workspace: str, model: str, batch: int, epochs: int, gpus: int, tok
     """Step 2: OSFT with training_hub on the pod's own GPUs; the model stays on the workspace."""
     import json
 
+    from steps.errors import StepError
     from steps.train import train_model
 
+    if workers > 1:
+        raise StepError(f"phase_02_train_man_train_workers={workers}: multi-node training runs as a Kubeflow Trainer "
+                        "TrainJob from the Argo template (osft-pipeline submit); on KFP use 1 worker")
     return json.dumps(train_model(workspace=workspace, model=model, effective_batch_size=batch, epochs=epochs,
                                   max_tokens_per_gpu=tokens, max_seq_len=max_seq_len, learning_rate=learning_rate,
                                   unfreeze_rank_ratio=unfreeze, use_liger=use_liger,
