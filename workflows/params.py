@@ -50,6 +50,14 @@ def _at_least(lo: int, hint: str = "") -> Rule:
     return lambda v: None if v >= lo else f"must be >= {lo}{hint}"
 
 
+def _unfreeze(v: float) -> str | None:
+    if 0.0 < v < 1.0:
+        return None
+    if v == 1.0:
+        return "must be below 1.0 (training-hub 0.11.2 silently turns 1.0 into 0.5); use e.g. 0.99"
+    return "must be in (0, 1)"
+
+
 def _non_empty(v: str) -> str | None:
     return None if v.strip() else "must not be empty"
 
@@ -210,7 +218,7 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_02_train_man_train_tokens", int, 64000, "Max tokens per GPU (memory cap). 64000 for OSFT",
           _at_least(1)),
     Param("phase_02_train_man_train_unfreeze", float, 0.25,
-          "[OSFT] Fraction to unfreeze (0.1=minimal, 0.25=balanced, 0.5=strong)", _range(0.0, 1.0, lo_open=True)),
+          "[OSFT] Fraction to unfreeze (0.1=minimal, 0.25=balanced, 0.5=strong)", _unfreeze),
     Param("phase_02_train_man_train_workers", int, 1,
           "Number of training pods. OSFT efficient single-node (1); > 1 runs a Kubeflow Trainer TrainJob",
           _at_least(1)),
