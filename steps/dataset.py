@@ -39,7 +39,7 @@ from steps.sources import (
     local_files,
     parse_source,
 )
-from steps.workspace import Workspace, atomic_outputs, remove_outputs
+from steps.workspace import Workspace, atomic_outputs, remove_outputs, write_json
 
 STEP = "dataset"
 _FLUSH_BYTES = 4 << 20
@@ -227,12 +227,6 @@ def _split_rows(streams: list[_Stream], subset: int, split: float, seed: int, sc
     return infos[0], infos[1], n_eval
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    import json
-
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-
-
 def prepare_dataset(
     data_uri: str,
     workspace: str,
@@ -290,7 +284,7 @@ def prepare_dataset(
                 "eval_note": "split = 1.0: no eval split, eval.jsonl is empty" if n_eval == 0 else "",
                 "wall_s": round(time.monotonic() - started, 3),
             }
-            _write_json(summary_tmp, summary)
+            write_json(summary_tmp, summary)
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from steps.errors import StepError
+from steps.secrets import SA_TOKEN_PATH
 from steps.sources import HfSource, S3Source, parse_source
 from steps.workspace import Workspace
 
 STEP = "preflight"
-SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 # secret name -> keys, exactly as in the original pipeline's README
 SECRETS: dict[str, tuple[str, ...]] = {
     "s3-secret": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),

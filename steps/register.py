@@ -6,7 +6,6 @@ Registration is idempotent: the same version with the same URI is reported as ``
 
 import datetime as _dt
 import importlib.metadata
-import json
 import os
 import re
 from pathlib import Path
@@ -15,11 +14,10 @@ from typing import Any
 from steps.errors import StepError
 from steps.registry_client import API_PREFIX, CLIENT_PIN, Connection, connect, find_token, parse_address
 from steps.registry_meta import Scalar, base_model_of, build_properties, summary_dataset_uri
-from steps.secrets import redact_uri
-from steps.workspace import Workspace, atomic_outputs, remove_outputs
+from steps.secrets import SA_NAMESPACE_PATH, redact_uri
+from steps.workspace import Workspace, remove_outputs, write_json
 
 STEP = "register"
-SA_NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 _SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _URI = re.compile(r"([a-z][a-z0-9+.-]*)://\S+")
 _LOCAL_SCHEMES = ("file", "local")
@@ -87,10 +85,7 @@ def _format_version(format_name: str, format_version: str) -> str:
 
 
 def _write_record(ws: Workspace, record: dict[str, Any]) -> Path:
-    target = ws.registry_dir / "registration.json"
-    with atomic_outputs(target) as (tmp,):
-        tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    return target
+    return write_json(ws.registry_dir / "registration.json", record)
 
 
 def _existing(conn: Connection, name: str, version: str) -> tuple[Any, Any, Any]:

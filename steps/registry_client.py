@@ -25,12 +25,11 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from steps.errors import StepError
-from steps.secrets import scrub
+from steps.secrets import SA_TOKEN_PATH, scrub
 
 API_PREFIX = "/api/model_registry/v1"
 OLD_API_PREFIX = "/api/model_registry/v1alpha3"
 CLIENT_PIN = "model-registry==0.3.18"
-SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path, not a secret
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # noqa: S105
 BACKOFF_BASE_S = 1.0  # waits 1 s, 2 s, 4 s, ... between connection attempts (tests shrink it)
 T = TypeVar("T")

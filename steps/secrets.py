@@ -14,7 +14,20 @@ SECRET_ENV_VARS = (
     "KUBERNETES_AUTH_TOKEN",
     "MODEL_REGISTRY_TOKEN",
 )
+# Kubernetes secret name -> its keys, each mounted as the env var of the same name. The first four and their
+# keys are exactly the original pipeline's README; model-registry-token is added by this port (a bearer token
+# for a Model Registry behind an auth proxy; without it the pod's service-account token is used).
+K8S_SECRETS: dict[str, tuple[str, ...]] = {
+    "s3-secret": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "hf-token": ("HF_TOKEN",),
+    "oci-pull-secret-model-download": ("OCI_PULL_SECRET_MODEL_DOWNLOAD",),
+    "kubernetes-credentials": ("KUBERNETES_SERVER_URL", "KUBERNETES_AUTH_TOKEN"),
+    "model-registry-token": ("MODEL_REGISTRY_TOKEN",),
+}
 MASK = "***"
+# The pod's service-account files (the token is a fallback credential for the Kubernetes API and the registry).
+SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path, not a secret
+SA_NAMESPACE_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 _SENSITIVE_QUERY = re.compile(r"(sig|signature|token|key|secret|credential|password|auth)", re.I)
 
 

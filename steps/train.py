@@ -41,7 +41,7 @@ from steps.train_outputs import (
     read_metrics_lines,
     summarise_metrics,
 )
-from steps.workspace import Workspace, atomic_outputs, remove_outputs, sha256_file
+from steps.workspace import Workspace, atomic_outputs, remove_outputs, sha256_file, write_json
 
 STEP = "train"
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
@@ -165,12 +165,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _log_tail(run_dir: Path, node_rank: int) -> str:
@@ -310,7 +304,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     attempts = int(state.get("attempts", 0)) + 1 if resumed else 1
-    _write_json(run_json, {"status": "running", "attempts": attempts, "config_key": key, "hyper_parameters": hyper,
+    write_json(run_json, {"status": "running", "attempts": attempts, "config_key": key, "hyper_parameters": hyper,
                            "base_model_dir": str(base), "train_rows": rows, "versions": _library_versions()})
 
     _prepare_env(kind)
@@ -322,7 +316,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         _launch(kind, _osft_kwargs(base, ws, run_dir, hyper, liger, nproc, nnodes, node_rank))
     except (RuntimeError, ValueError, TypeError, OSError, ImportError) as exc:
         detail = _log_tail(run_dir, node_rank) or scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        _write_json(run_json, {**_read_json(run_json), "status": "failed"})
+        write_json(run_json, {**_read_json(run_json), "status": "failed"})
         raise StepError(f"training failed: {detail[:300]} (full log: {run_dir / f'training_log_node{node_rank}.log'})"
                         ) from None
     wall = time.monotonic() - started
@@ -330,7 +324,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     after = full_state_checkpoints(run_dir)
     latest = _latest_state(after)
     if latest and after.get(latest) != before.get(latest):
-        _write_json(run_json, {**_read_json(run_json), "status": "interrupted"})
+        write_json(run_json, {**_read_json(run_json), "status": "interrupted"})
         raise StepError(f"training was interrupted by a stop signal; its full state is saved in "
                         f"{run_dir / 'full_state_checkpoints' / latest}: re-run the step to resume")
 
@@ -344,7 +338,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     summary = _publish(ws, run_dir, ckpt, wall, hyper, rows, nproc * nnodes, key, resumed, attempts)
     if after:  # the final model is saved: the (large) resume state is no longer needed
         shutil.rmtree(run_dir / "full_state_checkpoints", ignore_errors=True)
-    _write_json(run_json, {**_read_json(run_json), "status": "complete", "checkpoint": ckpt.name,
+    write_json(run_json, {**_read_json(run_json), "status": "complete", "checkpoint": ckpt.name,
                            "wall_time_s": round(wall, 2), "resumed": resumed})
     ws.log(STEP, f"done: loss {summary['first_loss']:.4f} -> {summary['final_loss']:.4f} (min "
                  f"{summary['min_loss']:.4f}) in {summary['steps']} steps, {wall:.1f} s; model -> "

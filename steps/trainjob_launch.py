@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from steps.errors import StepError
+from steps.secrets import SA_TOKEN_PATH
 from steps.workspace import Workspace
 
 STEP = "train"
 GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
-SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 

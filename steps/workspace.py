@@ -18,11 +18,13 @@ contract between steps (documented in README.md):
 import contextlib
 import datetime as _dt
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from steps.errors import StepError
 
@@ -139,6 +141,15 @@ def atomic_outputs(*targets: Path) -> Iterator[list[Path]]:
         for tmp in temps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically (temp file + rename); values JSON cannot hold become strings."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def remove_outputs(*targets: Path) -> None:

@@ -96,13 +96,18 @@ def step_command(name: str) -> Callable[..., None]:
     return command
 
 
+def _fail(exc: StepError) -> typer.Exit:
+    """Print one error line (secrets masked) and return the exit to raise."""
+    print(f"error: {scrub(str(exc))}", file=sys.stderr)
+    return typer.Exit(2)
+
+
 def run_and_print(func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
     """Run a step; print its result as JSON on stdout, or one error line on stderr and exit 2."""
     try:
         result = func(**kwargs)
     except StepError as exc:
-        print(f"error: {scrub(str(exc))}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise _fail(exc) from None
     print(json.dumps(result, indent=2, default=str))
 
 
@@ -165,11 +170,6 @@ app.add_typer(step_app, name="step")
 
 
 # --- Argo Workflows: compile, lint, submit, cron (issue 6) ------------------------------------------------
-
-
-def _fail(exc: StepError) -> typer.Exit:
-    print(f"error: {scrub(str(exc))}", file=sys.stderr)
-    return typer.Exit(2)
 
 
 @app.command("compile")

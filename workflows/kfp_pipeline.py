@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from kfp import compiler, dsl, kubernetes
 
+from steps.secrets import K8S_SECRETS
 from workflows.image import image
 from workflows.params import ORIGINAL, REQUIRED
 
@@ -20,18 +21,14 @@ PIPELINE_NAME = "osft-minimal-pipeline"
 WORKSPACE_SIZE = "50Gi"
 STORAGE_CLASS = "nfs-csi"
 GPU_RESOURCE = "nvidia.com/gpu"
-# (secret, keys, optional) per task kind; keys are also the env var names, as in the original README.
-SECRETS: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
-    "dataset": [("s3-secret", ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), True), ("hf-token", ("HF_TOKEN",), True)],
-    "train": [
-        ("hf-token", ("HF_TOKEN",), True),
-        ("oci-pull-secret-model-download", ("OCI_PULL_SECRET_MODEL_DOWNLOAD",), True),
-        # Optional here: the train pod asks for its GPUs natively; the credentials are only used by the
-        # multi-node (workers > 1) path, which submits a Kubeflow Trainer TrainJob.
-        ("kubernetes-credentials", ("KUBERNETES_SERVER_URL", "KUBERNETES_AUTH_TOKEN"), True),
-    ],
-    "evaluate": [("hf-token", ("HF_TOKEN",), True)],
-    "register": [],
+# The (all optional) secrets each task mounts; their keys come from steps.secrets.K8S_SECRETS.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "dataset": ("s3-secret", "hf-token"),
+    # kubernetes-credentials is optional here: the train pod asks for its GPUs natively (the original
+    # required it for submitting a TrainJob; on KFP multi-node is refused, see train_op).
+    "train": ("hf-token", "oci-pull-secret-model-download", "kubernetes-credentials"),
+    "evaluate": ("hf-token",),
+    "register": (),
 }
 
 
@@ -94,9 +91,9 @@ def register_op(workspace: str, address: str, port: int, name: str, version: str
 
 
 def _use_secrets(task: dsl.PipelineTask, kind: str) -> None:
-    for secret, keys, optional in SECRETS[kind]:
-        kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={k: k for k in keys},
-                                     optional=optional)
+    for secret in SECRETS[kind]:
+        kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={k: k for k in K8S_SECRETS[secret]},
+                                     optional=True)
 
 
 def _common(task: dsl.PipelineTask, kind: str, retries: int, timeout_s: int) -> dsl.PipelineTask:

@@ -53,6 +53,7 @@ import yaml
 
 from steps.errors import StepError
 from steps.secrets import SECRET_ENV_VARS, scrub
+from steps.workspace import write_json
 from workflows.argo_expr import ExprError, depends_targets, eval_depends, eval_expression, eval_when, render
 
 RUN_JSON = "run.json"
@@ -249,10 +250,7 @@ class RunState:
         }
 
     def save(self) -> None:
-        path = self.workspace / RUN_JSON
-        tmp = path.with_name(f".{RUN_JSON}.partial-{os.getpid()}")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(self.workspace / RUN_JSON, self.to_json())
 
 
 def read_run(workspace: str | os.PathLike[str]) -> dict[str, Any]:

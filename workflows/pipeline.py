@@ -26,6 +26,7 @@ from steps.dataset import prepare_dataset
 from steps.evaluate import evaluate_model
 from steps.finish import record_status
 from steps.register import register_model
+from steps.secrets import K8S_SECRETS
 from steps.train import train_model
 from steps.trainjob_launch import launch_trainjob
 from workflows.image import image
@@ -46,15 +47,7 @@ GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 EVAL_GPU_NODE_PATCH = ("{{=asInt(workflow.parameters.phase_03_eval_opt_gpu) > 0 ? "
                        "'{\"nodeSelector\": {\"nvidia.com/gpu.present\": \"true\"}}' : '{}'}}")
 GPU_TOLERATION = m.Toleration(key=GPU, operator="Exists", effect="NoSchedule")
-# secret name -> (env var, key); keys exactly as in the original pipeline's README
-SECRET_KEYS: dict[str, tuple[str, ...]] = {
-    "s3-secret": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
-    "hf-token": ("HF_TOKEN",),
-    "oci-pull-secret-model-download": ("OCI_PULL_SECRET_MODEL_DOWNLOAD",),
-    "kubernetes-credentials": ("KUBERNETES_SERVER_URL", "KUBERNETES_AUTH_TOKEN"),
-    # added by this port: a bearer token for a Model Registry behind an auth proxy (else the pod's SA token)
-    "model-registry-token": ("MODEL_REGISTRY_TOKEN",),
-}
+SECRET_KEYS = K8S_SECRETS  # secret name -> keys (= env var names), shared with the KFP twin
 EXIT_OUTPUTS = ("final_loss", "train_steps", "eval_gate", "registration_status", "registered_version")
 CRON_SCHEDULE = "0 3 * * 0"  # Sundays 03:00
 

@@ -99,6 +99,16 @@ def _load(path: Path) -> Any:
         return None
 
 
+def _record_section(doc: _Doc, run: Mapping[str, Any], ws: Path, title: str, rel: str, step: str) -> None:
+    """A heading and a field/value table of one JSON record, or why it is missing."""
+    doc.h(title)
+    record = _load(ws / rel)
+    if isinstance(record, Mapping):
+        doc.table(["field", "value"], _flatten(record))
+    else:
+        _missing(doc, run, step, rel)
+
+
 def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[list[Any]]:
     rows: list[list[Any]] = []
     for k, v in d.items():
@@ -165,12 +175,7 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
         if total:
             doc.p(f"Total {total:.1f}s; steps {steps_s:.1f}s; orchestration {max(total - steps_s, 0):.1f}s.")
 
-    doc.h("Dataset")
-    summary = _load(ws / "dataset" / "summary.json")
-    if isinstance(summary, Mapping):
-        doc.table(["field", "value"], _flatten(summary))
-    else:
-        _missing(doc, run, "dataset", "dataset/summary.json")
+    _record_section(doc, run, ws, "Dataset", "dataset/summary.json", "dataset")
 
     doc.h("Training")
     metrics = _load(ws / "train" / "metrics.json")
@@ -205,12 +210,7 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
     if eval_png.is_file():
         doc.image(eval_png, "evaluation scores", "eval/eval.png")
 
-    doc.h("Registration")
-    reg = _load(ws / "registry" / "registration.json")
-    if isinstance(reg, Mapping):
-        doc.table(["field", "value"], _flatten(reg))
-    else:
-        _missing(doc, run, "register", "registry/registration.json")
+    _record_section(doc, run, ws, "Registration", "registry/registration.json", "register")
 
     if run.get("notes"):
         doc.h("Notes")
