@@ -20,10 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from steps.errors import StepError  # noqa: E402
-from workflows.local_runner import LocalRunner, load_template  # noqa: E402
+from steps.common.errors import StepError  # noqa: E402
+from workflows.local.engine import LocalRunner  # noqa: E402
+from workflows.local.report import build_report  # noqa: E402
+from workflows.local.template import load_template  # noqa: E402
 from workflows.params import parse_overrides  # noqa: E402
-from workflows.report import build_report  # noqa: E402
 
 
 def runner_start_cost(python: str) -> float:
@@ -35,8 +36,8 @@ def runner_start_cost(python: str) -> float:
         best = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            subprocess.run([python, "-m", "hera.workflows.runner", "-e", "steps.secrets:secret_values", str(src)],
-                           env=env, capture_output=True, check=True)
+            subprocess.run([python, "-m", "hera.workflows.runner", "-e", "steps.common.secrets:secret_values",
+                            str(src)], env=env, capture_output=True, check=True)
             best = min(best, time.perf_counter() - t0)
         return best
 

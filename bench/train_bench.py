@@ -38,14 +38,14 @@ def weights_outside(ws: Path, run_dir: Path) -> int:
 def run_one(name: str, work: Path) -> dict:
     """Train one model in this process; return the figures."""
     sys.path.insert(0, str(ROOT))
-    from steps.demo_data import build_demo_rows
+    from steps.dataset.demo_data import build_demo_rows
     from steps.train import train_model
     from tests.tiny_assets import build_tiny_model, write_jsonl
 
     if name == "tiny":
         model = build_tiny_model(work / "tiny-model")
     else:
-        from steps.demo_model import ensure_demo_model
+        from steps.train.demo_model import ensure_demo_model
 
         cache = Path(os.environ.get("OSFT_DEMO_MODEL_DIR", str(ROOT / ".work" / "models" / "smollm2-135m-instruct")))
         model = Path(ensure_demo_model(str(cache))["path"])

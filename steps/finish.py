@@ -1,4 +1,5 @@
-"""Exit handler: record the run's final status in the workspace log (runs whether the run passed or not).
+"""Pipeline-level task (not a step), the exit handler: record the run's final status in the workspace log
+(runs whether the run passed or not).
 
 It also lifts the run's key numbers out of the workspace (final loss, steps, eval gate, registration)
 into one small file each under ``outputs_dir``, which Argo shows as the handler's output parameters.
@@ -9,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from steps.workspace import Workspace
+from steps.common.workspace import Workspace
 
 STEP = "exit"
 _STATUSES = ("Succeeded", "Failed", "Error")

@@ -1,4 +1,5 @@
-"""Preflight: check that the secrets and cluster access the chosen inputs need are present, in seconds.
+"""Pipeline-level task (not a step), preflight: check that the secrets and cluster access the chosen inputs
+need are present, in seconds.
 
 Runs first in the Argo DAG (after the parameter rules in ``workflows/params.py`` passed), so a run
 that cannot succeed fails before any GPU pod starts. Secret *values* are never printed: only
@@ -10,10 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from steps.errors import StepError
-from steps.secrets import SA_TOKEN_PATH
-from steps.sources import HfSource, S3Source, parse_source
-from steps.workspace import Workspace
+from steps.common.errors import StepError
+from steps.common.secrets import SA_TOKEN_PATH
+from steps.common.workspace import Workspace
+from steps.dataset.sources import HfSource, S3Source, parse_source
 
 STEP = "preflight"
 # secret name -> keys, exactly as in the original pipeline's README

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.json_http import JsonHandler
-from workflows.lint import request_errors, schema_errors
+from workflows.argo.lint import request_errors, schema_errors
 
 ROUTES = [
     ("GET", r"/api/v1/workflow-templates/(?P<ns>[^/]+)/(?P<name>[^/]+)", "get_template", None),

@@ -16,8 +16,8 @@ from typing import Annotated
 
 from hera.workflows import Parameter
 
-from steps.errors import StepError
-from steps.workspace import Workspace
+from steps.common.errors import StepError
+from steps.common.workspace import Workspace
 
 
 def fake_train(workspace: str, train_path: str, steps: int = 3, fail: bool = False, slow: float = 0.0) -> dict:

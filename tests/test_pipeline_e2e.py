@@ -118,7 +118,7 @@ def test_kfp_twin_writes_the_same_workspace_files(argo_run: tuple[Path, dict[str
     from kfp import local
     from kfp.local import pipeline_orchestrator
 
-    from workflows import kfp_pipeline
+    from workflows.kfp import pipeline as kfp_pipeline
 
     argo_ws, params = argo_run
     monkeypatch.chdir(tmp_path)

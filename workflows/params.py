@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steps.errors import StepError
+from steps.common.errors import StepError
 
 
 class ParamError(StepError):
@@ -63,7 +63,7 @@ def _non_empty(v: str) -> str | None:
 
 
 def _data_uri(v: str) -> str | None:
-    from steps.sources import parse_source  # steps never import workflows; the reverse is fine
+    from steps.dataset.sources import parse_source  # steps never import workflows; the reverse is fine
 
     try:
         parse_source(v)

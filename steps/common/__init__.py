@@ -1,0 +1,1 @@
+"""What every step shares: the workspace layout, secret handling and the one error type."""

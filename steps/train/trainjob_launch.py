@@ -1,0 +1,196 @@
+"""Multi-node training: create a Kubeflow Trainer TrainJob, wait for it, and check the model it left.
+
+Used by the Argo template when ``workers > 1``. The manifest comes from ``steps.train.trainjob`` (the same
+train arguments as the single-node step); this module only talks to the Kubernetes API: create
+(adopting an existing job of the same name, so a retried step resumes waiting instead of starting
+over), poll by condition *type* (never by index: Kueue or ``suspend`` put ``Suspended`` first), and
+delete the job when the step is terminated. Credentials: the secret ``kubernetes-credentials``
+(KUBERNETES_SERVER_URL + KUBERNETES_AUTH_TOKEN) when set, else the pod's service account.
+"""
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from steps.common.errors import StepError
+from steps.common.secrets import SA_TOKEN_PATH
+from steps.common.workspace import Workspace
+
+STEP = "train"
+GROUP, VERSION, PLURAL = "trainer.kubeflow.org", "v1alpha1", "trainjobs"
+_RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def job_name(name: str) -> str:
+    """A valid TrainJob name (RFC 1035 label, <= 63 chars) derived from ``name``."""
+    out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
+    if not out or not out[0].isalpha():
+        out = "osft-" + out
+    out = out[:63].rstrip("-")
+    if not _RFC1035.match(out):
+        raise StepError(f"cannot derive a TrainJob name from {name!r}: use lowercase letters, digits and '-'")
+    return out
+
+
+def trainjob_state(obj: dict[str, Any]) -> tuple[str, str]:
+    """(state, message) from a TrainJob's conditions: Failed, Complete, Suspended or Running."""
+    conds = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    for state in ("Failed", "Complete", "Suspended"):
+        if state in conds:
+            c = conds[state]
+            return state, " ".join(str(c.get(k, "")) for k in ("reason", "message") if c.get(k)).strip()
+    return "Running", ""
+
+
+def _api(token_path: str) -> Any:
+    from kubernetes import client, config
+
+    url = os.environ.get("KUBERNETES_SERVER_URL", "").strip()
+    token = os.environ.get("KUBERNETES_AUTH_TOKEN", "").strip()
+    if url and token:
+        cfg = client.Configuration()
+        cfg.host = url.rstrip("/")
+        cfg.api_key = {"authorization": token}
+        cfg.api_key_prefix = {"authorization": "Bearer"}
+        cfg.verify_ssl = os.environ.get("KUBERNETES_INSECURE_SKIP_TLS_VERIFY", "").lower() not in ("1", "true")
+        return client.CustomObjectsApi(client.ApiClient(cfg))
+    if url or token:
+        raise StepError("secret kubernetes-credentials must set both KUBERNETES_SERVER_URL and KUBERNETES_AUTH_TOKEN")
+    if not Path(token_path).is_file():
+        raise StepError("no Kubernetes API access: set the secret kubernetes-credentials or run in a pod whose "
+                        "service account may create trainjobs (templates/rbac.yaml)")
+    config.load_incluster_config()
+    return client.CustomObjectsApi()
+
+
+def _api_error(exc: Any, what: str) -> StepError:
+    hint = {403: " (the service account lacks RBAC on trainjobs.trainer.kubeflow.org: apply templates/rbac.yaml)",
+            401: " (the token was rejected: check kubernetes-credentials)",
+            404: " (is Kubeflow Trainer installed? the TrainJob CRD or the job is missing)"}.get(exc.status, "")
+    return StepError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}{hint}")
+
+
+def launch_trainjob(
+    workspace: str,
+    workers: int,
+    gpus_per_worker: int,
+    image: str,
+    namespace: str,
+    pvc_claim: str,
+    name: str,
+    runtime: str = "training-hub",
+    owner_name: str = "",
+    owner_uid: str = "",
+    model: str = "Qwen/Qwen2.5-1.5B-Instruct",
+    effective_batch_size: int = 128,
+    epochs: int = 1,
+    max_tokens_per_gpu: int = 64000,
+    max_seq_len: int = 8192,
+    learning_rate: float = 5e-06,
+    unfreeze_rank_ratio: float = 0.25,
+    use_liger: bool = True,
+    seed: int = 42,
+    poll_seconds: float = 15.0,
+    timeout_seconds: int = 0,
+    token_path: str = SA_TOKEN_PATH,
+) -> dict[str, Any]:
+    """Run OSFT training as a multi-node Kubeflow Trainer TrainJob and wait for it to finish.
+
+    Args:
+        workspace: workspace directory (the per-run RWX volume, also mounted by every TrainJob node).
+        workers: number of training nodes (>= 2).
+        gpus_per_worker: GPUs per node.
+        image: the step image the TrainJob nodes run.
+        namespace: namespace of the TrainJob (the workflow's).
+        pvc_claim: name of the workspace PVC the nodes mount.
+        name: TrainJob name (made a valid RFC 1035 label).
+        runtime: ClusterTrainingRuntime to use.
+        owner_name: owning Workflow's name (the TrainJob is deleted with it).
+        owner_uid: owning Workflow's uid.
+        model: base model.
+        effective_batch_size: samples per optimizer step.
+        epochs: training epochs.
+        max_tokens_per_gpu: token cap per GPU.
+        max_seq_len: max sequence length.
+        learning_rate: peak learning rate.
+        unfreeze_rank_ratio: OSFT unfreeze ratio.
+        use_liger: Liger kernels.
+        seed: training seed.
+        poll_seconds: seconds between status checks.
+        timeout_seconds: give up (and delete the job) after this long; 0 = wait as long as the step may run.
+        token_path: service-account token file used when kubernetes-credentials is not set.
+
+    Returns:
+        trainjob name, final state, model_path (the workspace's train/model target), workers.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    from steps.train.trainjob import trainjob_manifest
+
+    if workers < 2:
+        raise StepError(f"workers={workers}: a TrainJob is for 2 or more workers; the single-node train step "
+                        "handles 1")
+    ws = Workspace.at(workspace)
+    jname = job_name(name)
+    train_args = {
+        "model": model, "effective_batch_size": effective_batch_size, "epochs": epochs,
+        "max_tokens_per_gpu": max_tokens_per_gpu, "max_seq_len": max_seq_len, "learning_rate": learning_rate,
+        "unfreeze_rank_ratio": unfreeze_rank_ratio, "use_liger": use_liger, "seed": seed,
+    }
+    manifest = trainjob_manifest(jname, namespace, image, pvc_claim, workers, gpus_per_worker, train_args, runtime)
+    if owner_uid and owner_name:
+        manifest.setdefault("metadata", {})["ownerReferences"] = [{
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": owner_name, "uid": owner_uid,
+        }]
+    api = _api(token_path)
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+        ws.log(STEP, f"created TrainJob {jname}: {workers} workers x {gpus_per_worker} GPU, runtime {runtime}")
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _api_error(exc, f"cannot create TrainJob {jname}") from None
+        ws.log(STEP, f"TrainJob {jname} already exists (step retried): waiting for it")
+
+    def _delete(*_: Any) -> None:
+        try:
+            api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, jname)
+            ws.log(STEP, f"deleted TrainJob {jname}")
+        except ApiException:
+            pass
+
+    def _on_term(signum: int, _frame: Any) -> None:
+        _delete()
+        raise StepError(f"terminated (signal {signum}) while TrainJob {jname} ran; the job was deleted")
+
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    started = time.monotonic()
+    last = ""
+    try:
+        while True:
+            try:
+                obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, jname)
+            except ApiException as exc:
+                raise _api_error(exc, f"cannot read TrainJob {jname}") from None
+            state, message = trainjob_state(obj)
+            if state != last:
+                ws.log(STEP, f"TrainJob {jname}: {state}" + (f" ({message})" if message else ""))
+                last = state
+            if state == "Complete":
+                break
+            if state == "Failed":
+                raise StepError(f"TrainJob {jname} failed: {message or 'see its pods logs'}")
+            if timeout_seconds and time.monotonic() - started > timeout_seconds:
+                _delete()
+                raise StepError(f"TrainJob {jname} did not finish within {timeout_seconds}s; deleted it")
+            time.sleep(poll_seconds)
+    except StepError as exc:
+        ws.log(STEP, f"error: {exc}")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    model_path = ws.trained_model()
+    ws.log(STEP, f"done: TrainJob {jname} complete, model at {model_path}")
+    return {"trainjob": jname, "state": "Complete", "model_path": str(model_path), "workers": workers}

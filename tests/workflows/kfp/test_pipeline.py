@@ -1,0 +1,120 @@
+"""The KFP twin: golden IR, root inputs equal to the original README table, platform settings, kfp.local run."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflows.kfp import pipeline as kfp_pipeline
+from workflows.params import ORIGINAL
+
+ROOT = Path(__file__).resolve().parents[3]
+GOLDEN = ROOT / "templates" / "osft-minimal-pipeline.kfp.yaml"
+SPEC = ROOT.parent / "shared" / "spec" / "osft-minimal-pipeline-README.md"
+KFP_TYPES = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN", "list": "LIST"}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return kfp_pipeline.compile_kfp(tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def docs(compiled: Path) -> list[dict]:
+    return list(yaml.safe_load_all(compiled.read_text()))
+
+
+def test_committed_ir_equals_a_fresh_compile(compiled: Path) -> None:
+    assert GOLDEN.read_text() == compiled.read_text(), "stale KFP IR: run `make compile`"
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="../shared/spec is not beside this checkout")
+def test_root_inputs_equal_the_original_readme_table(compiled: Path) -> None:
+    table = {}
+    for line in SPEC.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"\| `(phase_\w+)` \| `(\w+)` \| (.*?) \|", line)
+        if m:
+            table[m.group(1)] = (m.group(2), m.group(3).strip().strip("`"))
+    inputs = kfp_pipeline.root_inputs(compiled)
+    assert sorted(inputs) == sorted(table)
+    for name, (type_name, default) in table.items():
+        got = inputs[name]
+        assert got["parameterType"] == KFP_TYPES[type_name], name
+        if default == "None":
+            assert "defaultValue" not in got and not got.get("isOptional"), name
+            continue
+        expected = {"str": str, "int": int, "float": float, "bool": lambda v: v == "True",
+                    "list": lambda v: json.loads(v.replace("'", '"'))}[type_name](default)
+        assert got["defaultValue"] == expected, name
+
+
+def test_inputs_come_from_the_parameter_spec(compiled: Path) -> None:
+    assert set(kfp_pipeline.root_inputs(compiled)) == {p.name for p in ORIGINAL}
+
+
+def test_secrets_match_the_readme(docs: list[dict]) -> None:
+    executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+    def secrets(executor: str) -> dict[str, tuple[set[str], bool]]:
+        return {s["secretName"]: ({k["secretKey"] for k in s["keyToEnv"]}, s["optional"])
+                for s in executors[executor].get("secretAsEnv", [])}
+
+    assert secrets("exec-dataset-op") == {"s3-secret": ({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, True),
+                                          "hf-token": ({"HF_TOKEN"}, True)}
+    assert secrets("exec-train-op") == {
+        "hf-token": ({"HF_TOKEN"}, True),
+        "oci-pull-secret-model-download": ({"OCI_PULL_SECRET_MODEL_DOWNLOAD"}, True),
+        "kubernetes-credentials": ({"KUBERNETES_SERVER_URL", "KUBERNETES_AUTH_TOKEN"}, True),
+    }
+    assert secrets("exec-evaluate-op") == {"hf-token": ({"HF_TOKEN"}, True)}
+    assert secrets("exec-register-op") == {}
+    for ex in executors.values():
+        assert ex["imagePullPolicy"] == "IfNotPresent" and int(ex["activeDeadlineSeconds"]) > 0
+
+
+def test_gpus_scheduling_workspace_and_registry_condition(docs: list[dict]) -> None:
+    ir, platform = docs[0], docs[1]["platforms"]["kubernetes"]
+    executors = ir["deploymentSpec"]["executors"]
+    train_acc = executors["exec-train-op"]["container"]["resources"]["accelerator"]
+    assert train_acc["resourceType"] == "nvidia.com/gpu"
+    assert "phase_02_train_man_train_gpu" in json.dumps(train_acc)  # the count follows the pipeline input
+    assert executors["exec-evaluate-op"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
+    for name in ("exec-train-op", "exec-evaluate-op"):
+        ex = platform["deploymentSpec"]["executors"][name]
+        assert ex["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert ex["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]
+    ws = platform["pipelineConfig"]["workspace"]
+    assert ws["size"] == "50Gi" and ws["kubernetes"]["pvcSpecPatch"]["accessModes"] == ["ReadWriteMany"]
+    tasks = ir["root"]["dag"]["tasks"]
+    cond = tasks["condition-1"]["triggerPolicy"]["condition"]
+    assert cond == "inputs.parameter_values['pipelinechannel--phase_04_registry_man_address'] != ''"
+    assert tasks["train-op"]["dependentTasks"] == ["dataset-op"]
+    assert tasks["evaluate-op"]["dependentTasks"] == ["train-op"]
+    assert tasks["dataset-op"]["retryPolicy"]["maxRetryCount"] == 2
+    for name in ("dataset-op", "train-op", "evaluate-op"):
+        assert tasks[name]["cachingOptions"] == {}, name  # caching off: every run trains afresh
+
+
+def test_components_run_the_step_functions_without_installs(docs: list[dict]) -> None:
+    for name, ex in docs[0]["deploymentSpec"]["executors"].items():
+        script = " ".join(ex["container"]["command"])
+        assert "pip install" not in script, name
+        step = name.removeprefix("exec-").removesuffix("-op")
+        assert f"from steps.{step} import" in script, name
+
+
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
+def test_dataset_component_runs_under_kfp_local(tmp_path: Path, chat_jsonl: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from kfp import local
+
+    monkeypatch.chdir(tmp_path)
+    ws = tmp_path / "ws"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               workspace_root=str(ws))
+    task = kfp_pipeline.dataset_op(data_uri=str(chat_jsonl), workspace=str(ws), split=0.75, subset=40, hf_token="")
+    result = json.loads(task.output)
+    assert (result["train_rows"], result["eval_rows"]) == (30, 10)
+    assert (ws / "dataset" / "summary.json").is_file()

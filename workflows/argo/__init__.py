@@ -1,0 +1,1 @@
+"""The Argo Workflows binding: Hera templates, compile, lint and submission."""

@@ -1,0 +1,80 @@
+"""The Argo preflight task: every pipeline parameter through the CLI's rules, then the secret checks.
+
+Why here and not in ``steps/``: the parameter rules live once in ``workflows/params.py`` and steps
+never import workflows. So the secret/cluster checks are a plain step (``steps.preflight``) and
+this thin runner entry point joins the two. Its inputs are generated from ``PARAMS`` (one Argo
+input per pipeline parameter, all carried as raw text so *our* rules, not pydantic, judge them);
+its outputs are the normalised values later tasks consume.
+"""
+
+import json
+from typing import Annotated, Any
+
+from hera.workflows import Parameter
+from hera.workflows.io import Input
+from pydantic import create_model
+
+from steps.common.errors import StepError
+from steps.preflight import check_environment
+from workflows.params import PARAMS, ParamError, to_text, validate
+
+WORKSPACE = "/workspace"
+
+PreflightInputs = create_model(
+    "PreflightInputs",
+    __base__=Input,
+    __doc__="One raw-text input per pipeline parameter, plus the workspace path.",
+    **{p.name: (str, "" if p.required else to_text(p.default)) for p in PARAMS},
+    workspace=(str, WORKSPACE),
+)
+
+
+_REQUIRED = {p.name for p in PARAMS if p.required}
+
+
+def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Validate raw parameter text (an empty required one counts as missing).
+
+    Returns the normalised outputs later tasks take, and every parameter's typed value.
+    """
+    given = {k: v for k, v in raw.items() if k != "workspace" and not (k in _REQUIRED and not str(v).strip())}
+    values = validate(given)
+    outputs = {
+        "train_mode": "trainjob" if values["phase_02_train_man_train_workers"] > 1 else "single",
+        "base_model": values["phase_02_train_man_train_model"] if values["phase_03_eval_opt_compare_base"] else "",
+        "eval_tasks": json.dumps(values["phase_03_eval_man_eval_tasks"]),
+    }
+    return outputs, values
+
+
+def preflight(
+    inputs: PreflightInputs,  # type: ignore[valid-type]
+) -> tuple[
+    Annotated[str, Parameter(name="train_mode", description="single (one pod) or trainjob (workers > 1)")],
+    Annotated[str, Parameter(name="base_model", description="model to compare against ('' = no comparison)")],
+    Annotated[str, Parameter(name="eval_tasks", description="lm-eval tasks as a JSON list")],
+]:
+    """Fail in seconds on a bad parameter or a missing secret, before any GPU pod starts."""
+    raw = inputs.model_dump()  # type: ignore[attr-defined]
+    workspace = raw.get("workspace") or WORKSPACE
+    try:
+        out, values = resolve(raw)
+    except ParamError as exc:
+        from steps.common.workspace import Workspace
+
+        Workspace.at(workspace).log("preflight", f"error: {exc}")
+        raise
+    try:
+        check_environment(
+            workspace,
+            data_uri=values["phase_01_dataset_man_data_uri"],
+            model=values["phase_02_train_man_train_model"],
+            workers=values["phase_02_train_man_train_workers"],
+            hf_token=values["phase_01_dataset_opt_hf_token"],
+        )
+    except StepError as exc:
+        from steps.common.workspace import Workspace
+
+        Workspace.at(workspace).log("preflight", f"error: {exc}")
+        raise
+    return out["train_mode"], out["base_model"], out["eval_tasks"]

@@ -1,0 +1,199 @@
+"""The KFP 2.x twin of the pipeline, for teams on a KFP / OpenShift AI pipeline server.
+
+Its root inputs are exactly the original pipeline's (names, types, defaults), generated from
+``workflows/params.py``. Each component is a thin lightweight-component wrapper that imports the same
+step function the Argo pods run, inside the project image (no pip installs at run time).
+"""
+
+import inspect
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kfp import compiler, dsl, kubernetes
+
+from steps.common.secrets import K8S_SECRETS
+from workflows.image import image
+from workflows.params import ORIGINAL, REQUIRED
+
+PIPELINE_NAME = "osft-minimal-pipeline"
+WORKSPACE_SIZE = "50Gi"
+STORAGE_CLASS = "nfs-csi"
+GPU_RESOURCE = "nvidia.com/gpu"
+# The (all optional) secrets each task mounts; their keys come from steps.common.secrets.K8S_SECRETS.
+SECRETS: dict[str, tuple[str, ...]] = {
+    "dataset": ("s3-secret", "hf-token"),
+    # kubernetes-credentials is optional here: the train pod asks for its GPUs natively (the original
+    # required it for submitting a TrainJob; on KFP multi-node is refused, see train_op).
+    "train": ("hf-token", "oci-pull-secret-model-download", "kubernetes-credentials"),
+    "evaluate": ("hf-token",),
+    "register": (),
+}
+
+
+# --- components: thin wrappers, bodies run inside the image -------------------------------------------------
+# Lightweight components ship their own source, so each body imports what it needs.
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def dataset_op(data_uri: str, workspace: str, split: float, subset: int, hf_token: str) -> str:
+    """Step 1: fetch, validate and split the chat dataset into the workspace."""
+    import json
+
+    from steps.dataset import prepare_dataset
+
+    return json.dumps(prepare_dataset(data_uri=data_uri, workspace=workspace, split=split, subset=subset,
+                                      hf_token=hf_token))
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def train_op(workspace: str, model: str, batch: int, epochs: int, gpus: int, tokens: int, unfreeze: float,
+             workers: int, learning_rate: float, max_seq_len: int, use_liger: bool) -> str:
+    """Step 2: OSFT with training_hub on the pod's own GPUs; the model stays on the workspace."""
+    import json
+
+    from steps.common.errors import StepError
+    from steps.train import train_model
+
+    if workers > 1:
+        raise StepError(f"phase_02_train_man_train_workers={workers}: multi-node training runs as a Kubeflow Trainer "
+                        "TrainJob from the Argo template (osft-pipeline submit); on KFP use 1 worker")
+    return json.dumps(train_model(workspace=workspace, model=model, effective_batch_size=batch, epochs=epochs,
+                                  max_tokens_per_gpu=tokens, max_seq_len=max_seq_len, learning_rate=learning_rate,
+                                  unfreeze_rank_ratio=unfreeze, use_liger=use_liger,
+                                  nproc_per_node=str(gpus) if gpus > 0 else "auto", nnodes=workers))
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def evaluate_op(workspace: str, base_model: str, tasks: list, limit: int, batch_size: str) -> str:
+    """Step 3: lm-eval on the benchmark tasks and the held-out split, base vs tuned."""
+    import json
+
+    from steps.evaluate import evaluate_model
+
+    return json.dumps(evaluate_model(workspace=workspace, base_model=base_model, tasks=[str(t) for t in tasks],
+                                     limit=limit, batch_size=batch_size))
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def register_op(workspace: str, address: str, port: int, name: str, version: str, run_name: str,
+                run_id: str) -> str:
+    """Step 4: register the model, its metrics and provenance in the Kubeflow Model Registry."""
+    import json
+
+    from steps.register import register_model
+
+    # KFP names the run's workspace PVC "<run name>-kfp-workspace": the model's URI is pvc://<that>/<path>
+    return json.dumps(register_model(workspace=workspace, address=address, port=port, name=name, version=version,
+                                     workflow_name=run_name, workflow_uid=run_id, pvc_claim=f"{run_name}-kfp-workspace",
+                                     pipeline_name="osft-minimal-pipeline"))
+
+
+def _use_secrets(task: dsl.PipelineTask, kind: str) -> None:
+    for secret in SECRETS[kind]:
+        kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={k: k for k in K8S_SECRETS[secret]},
+                                     optional=True)
+
+
+def _common(task: dsl.PipelineTask, kind: str, retries: int, timeout_s: int) -> dsl.PipelineTask:
+    task.set_caching_options(False)
+    kubernetes.set_image_pull_policy(task, "IfNotPresent")
+    kubernetes.set_timeout(task, timeout_s)
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+    _use_secrets(task, kind)
+    return task
+
+
+def _gpu_scheduling(task: dsl.PipelineTask) -> None:
+    kubernetes.add_node_selector(task, label_key="nvidia.com/gpu.present", label_value="true")
+    kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
+
+
+def _body(p: dict[str, Any], eval_limit: int, eval_batch_size: str) -> None:
+    ws = dsl.WORKSPACE_PATH_PLACEHOLDER
+    data = dataset_op(data_uri=p["phase_01_dataset_man_data_uri"], workspace=ws,
+                      split=p["phase_01_dataset_man_data_split"], subset=p["phase_01_dataset_opt_subset"],
+                      hf_token=p["phase_01_dataset_opt_hf_token"]).set_display_name("dataset")
+    _common(data, "dataset", retries=2, timeout_s=2 * 3600).set_cpu_request("2").set_memory_request("4Gi")
+
+    train = train_op(workspace=ws, model=p["phase_02_train_man_train_model"], batch=p["phase_02_train_man_train_batch"],
+                     epochs=p["phase_02_train_man_train_epochs"], gpus=p["phase_02_train_man_train_gpu"],
+                     tokens=p["phase_02_train_man_train_tokens"], unfreeze=p["phase_02_train_man_train_unfreeze"],
+                     workers=p["phase_02_train_man_train_workers"],
+                     learning_rate=p["phase_02_train_opt_learning_rate"],
+                     max_seq_len=p["phase_02_train_opt_max_seq_len"],
+                     use_liger=p["phase_02_train_opt_use_liger"]).after(data).set_display_name("train")
+    _common(train, "train", retries=1, timeout_s=48 * 3600).set_cpu_request("8").set_memory_request("32Gi")
+    train.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_02_train_man_train_gpu"])
+    _gpu_scheduling(train)
+
+    evaluate = evaluate_op(workspace=ws, base_model=p["phase_02_train_man_train_model"],
+                           tasks=p["phase_03_eval_man_eval_tasks"], limit=eval_limit,
+                           batch_size=eval_batch_size).after(train).set_display_name("evaluate")
+    _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request("4").set_memory_request("16Gi")
+    evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    _gpu_scheduling(evaluate)
+
+    with dsl.If(p["phase_04_registry_man_address"] != "", name="registry-configured"):
+        register = register_op(workspace=ws, address=p["phase_04_registry_man_address"],
+                               port=p["phase_04_registry_opt_port"], name=p["phase_04_registry_man_reg_name"],
+                               version=p["phase_04_registry_man_reg_version"],
+                               run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).after(evaluate).set_display_name("register")
+        _common(register, "register", retries=3, timeout_s=1800)
+
+
+def build_pipeline(eval_limit: int = 0, eval_batch_size: str = "auto",
+                   workspace_size: str = WORKSPACE_SIZE, storage_class: str = STORAGE_CLASS) -> Any:
+    """The pipeline with the original 19 inputs; ``eval_limit`` is a compile-time knob for CPU-sized checks."""
+    params = [
+        inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type,
+                          default=inspect.Parameter.empty if p.default is REQUIRED else p.default)
+        for p in ORIGINAL
+    ]
+    params.sort(key=lambda prm: prm.default is not inspect.Parameter.empty)  # required first
+
+    names = [prm.name for prm in params]
+
+    def pipeline(*args: Any, **kwargs: Any) -> None:  # KFP passes the pipeline channels positionally
+        _body({**dict(zip(names, args, strict=False)), **kwargs}, eval_limit, eval_batch_size)
+
+    pipeline.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    pipeline.__annotations__ = {p.name: p.type for p in ORIGINAL}
+    pipeline.__name__ = "osft_minimal_pipeline"
+    pipeline.__doc__ = "OSFT minimal pipeline - continual learning without catastrophic forgetting (Argo port's twin)."
+    config = dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(
+        size=workspace_size,
+        kubernetes=dsl.KubernetesWorkspaceConfig(
+            pvcSpecPatch={"storageClassName": storage_class, "accessModes": ["ReadWriteMany"]}),
+    ))
+    return dsl.pipeline(name=PIPELINE_NAME, description=pipeline.__doc__, pipeline_config=config)(pipeline)
+
+
+class _Dumper(yaml.SafeDumper):
+    """A YAML dumper of our own, so the IR's bytes do not depend on representers other libraries register."""
+
+
+def _str_presenter(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _str_presenter)
+
+
+def compile_kfp(out: str | Path) -> Path:
+    """Write the pipeline IR (plus its Kubernetes platform spec) to ``out``, byte-for-byte reproducibly."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(), str(out))
+    docs = list(yaml.safe_load_all(out.read_text(encoding="utf-8")))
+    out.write_text(yaml.dump_all(docs, Dumper=_Dumper, sort_keys=True, width=120), encoding="utf-8")
+    return out
+
+
+def root_inputs(ir_path: str | Path) -> dict[str, Any]:
+    """The IR's root input definitions (name -> {parameterType, defaultValue, isOptional})."""
+    docs = list(yaml.safe_load_all(Path(ir_path).read_text(encoding="utf-8")))
+    return json.loads(json.dumps(docs[0]["root"]["inputDefinitions"]["parameters"]))
