@@ -23,14 +23,16 @@ MAX_STRING = 300
 MAX_ITEMS = 20
 
 
-def _shrink(value: Any, max_string: int, max_items: int) -> Any:
+def _shrink(value: Any, max_string: int, max_items: int, top: bool = False) -> Any:
+    """Strings cut to ``max_string``; lists and nested mappings to ``max_items`` (the top level keeps its keys)."""
     if isinstance(value, str):
         return value if len(value) <= max_string else value[: max_string - 1] + "…"
     if isinstance(value, dict):
         items = list(value.items())
-        out = {str(k)[:max_string]: _shrink(v, max_string, max_items) for k, v in items[:max_items]}
-        if len(items) > max_items:
-            out["…"] = f"{len(items) - max_items} more"
+        keep = items if top else items[:max_items]
+        out = {str(k)[:max_string]: _shrink(v, max_string, max_items) for k, v in keep}
+        if len(items) > len(keep):
+            out["…"] = f"{len(items) - len(keep)} more"
         return out
     if isinstance(value, list | tuple):
         out_list = [_shrink(v, max_string, max_items) for v in list(value)[:max_items]]
@@ -48,19 +50,20 @@ def bounded(summary: dict[str, Any], limit: int) -> dict[str, Any]:
     """``summary`` cut down until its JSON holds at most ``limit`` bytes: long strings and lists shortened
     first, then trailing keys dropped (``truncated`` names them)."""
     max_string, max_items = MAX_STRING, MAX_ITEMS
-    out = _shrink(summary, max_string, max_items)
+    out = _shrink(summary, max_string, max_items, top=True)
     while _size(out) > limit and (max_items > 1 or max_string > 20):
         max_items, max_string = max(1, max_items // 2), max(20, max_string // 2)
-        out = _shrink(summary, max_string, max_items)
+        out = _shrink(summary, max_string, max_items, top=True)
     dropped: list[str] = []
-    while _size(out) > limit and out:
-        key = next(reversed(out))
-        if key == "truncated":
+    while _size(out) > limit:
+        out.pop("truncated", None)
+        if not out:
             break
+        key = list(out)[-1]
         dropped.insert(0, key)
         out.pop(key)
-        out["truncated"] = dropped[:5]
-    return out
+        out["truncated"] = [k[:40] for k in dropped[:5]]
+    return out if _size(out) <= limit else {"truncated": True}
 
 
 def write_summary(workspace: Path, rel: str, summary: dict[str, Any]) -> Path:

@@ -103,7 +103,7 @@ def tag_problems(text: str, check: Check) -> list[str]:
 def _tag_problems(tag: Tag, check: Check) -> list[str]:
     if tag.is_expression:
         try:
-            tree = parse_expression(tag.name, f"expression tag {START}{tag.text}{END}")
+            tree = parse_expression(tag.name, "expression tag")
         except ExprError as exc:
             return [f"{exc} (if the tag was cut at a '}}}}' inside it, write '}} }}' or use toJson())"]
         out = [f"expression tag {START}{tag.text}{END}: unknown function {f}()" for f in functions(tree)
