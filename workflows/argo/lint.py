@@ -12,9 +12,10 @@ Rules (each has a mutation test that puts a defect back and sees it caught):
    workers 1, 4) with ``podSpecPatch`` merged as Argo merges it, passes ``kubernetes-validate --strict`` and
    the extended-resource rules; every ``resource`` manifest renders and validates; the TrainJob the
    multi-node step creates validates against the Kubeflow Trainer CRD.
-4. **Retries and deadlines**: no ``backoff.maxDuration`` (it counts from the first attempt), waits capped, every
-   pod deadline leaves room for a cold image pull, every pod has a retry, and the workflow's deadline holds
-   every attempt on the longest path (a retried train has room to resume).
+4. **Retries and deadlines**: no ``backoff.maxDuration`` (it counts from the first attempt), the waits bounded
+   (no ``backoff.cap``: Argo 3.6 does not have it), every pod deadline leaves room for a cold image pull, every
+   pod has a retry, and the workflow's deadline holds every attempt on the longest path (a retried train has
+   room to resume).
 5. **Output parameters**: only bounded summaries (``steps/common/summary.py``), within a total budget.
 6. **Security**: pods run non-root with ``fsGroup`` so an NFS RWX workspace is writable.
 7. Argo's JSON schema (v4.1.2, v4.0.5, strict), ``argo lint``-like references, install manifests with
@@ -54,6 +55,7 @@ PARAMETER_MATRIX: dict[str, tuple[str, ...]] = {
     "phase_02_train_man_train_workers": ("1", "4"),
 }
 PULL_ALLOWANCE_S = 1800  # the least a pod's activeDeadlineSeconds may be: it counts from before the image pull
+MAX_RETRY_WAIT_S = 15 * 60  # the most a step may spend waiting between its attempts, all waits together
 OUTPUT_BUDGET = 64 * 1024  # all output parameters of a run together (Argo keeps them in the Workflow object)
 HERA_OUTPUTS = "/tmp/hera-outputs/"  # runner return values: one small value each (Hera)
 EXIT_OUTPUTS_DIR = "/tmp/outputs/"  # the exit handler's key numbers (steps/finish.py caps each)
@@ -532,18 +534,23 @@ def _duration_s(text: Any) -> float:
     return h * 3600 + mi * 60 + s
 
 
+def _waits_s(rs: Mapping[str, Any]) -> float:
+    """All backoff waits of a retry strategy together (each ``duration * factor^i``, capped by ``cap`` if set)."""
+    limit = int(rs.get("limit") or 0) if rs else 0
+    backoff = rs.get("backoff") or {}
+    if not backoff:
+        return 0.0
+    d, factor = _duration_s(backoff.get("duration", 0)), float(backoff.get("factor", 1) or 1)
+    cap = _duration_s(backoff["cap"]) if "cap" in backoff else float("inf")
+    return sum(min(d * factor ** i, cap) for i in range(limit))
+
+
 def _attempts_s(t: Mapping[str, Any]) -> float:
     """Worst case of one step: every attempt runs to its deadline, plus every backoff wait."""
     deadline = float(t.get("activeDeadlineSeconds") or 0)
     rs = t.get("retryStrategy") or {}
     limit = int(rs.get("limit") or 0) if rs else 0
-    backoff = rs.get("backoff") or {}
-    waits = 0.0
-    if backoff:
-        d, factor = _duration_s(backoff.get("duration", 0)), float(backoff.get("factor", 1) or 1)
-        cap = _duration_s(backoff["cap"]) if "cap" in backoff else float("inf")
-        waits = sum(min(d * factor ** i, cap) for i in range(limit))
-    return deadline * (limit + 1) + waits
+    return deadline * (limit + 1) + _waits_s(rs)
 
 
 def _longest_path_s(doc: Mapping[str, Any], dag_name: str) -> float:
@@ -574,8 +581,13 @@ def retry_errors(doc: Mapping[str, Any], pull_allowance: int = PULL_ALLOWANCE_S)
             errors.append(f"{where}: retryStrategy.backoff.maxDuration counts from the first attempt's start (Argo): "
                           "a step that fails after running longer is never retried, and a retry is cut at that "
                           "limit; bound the waits with backoff.cap instead")
-        if backoff and "cap" not in backoff:
-            errors.append(f"{where}: retryStrategy.backoff has no cap: the waits grow by factor without bound")
+        if "cap" in backoff:
+            errors.append(f"{where}: retryStrategy.backoff.cap does not exist in Argo 3.6 (its full CRD refuses the "
+                          "template); bound the waits with a small limit instead")
+        elif backoff and _waits_s(rs) > MAX_RETRY_WAIT_S:
+            errors.append(f"{where}: retryStrategy.backoff waits {int(_waits_s(rs))} s in all (duration x factor^n "
+                          f"over limit {rs.get('limit')}), more than {MAX_RETRY_WAIT_S} s: lower the limit, duration "
+                          "or factor")
         if not _is_pod_template(t):
             continue
         if not rs:

@@ -9,9 +9,9 @@ What a real cluster accepts (checked offline by ``workflows/argo/lint.py`` again
 - no ``{{…}}`` in a quantity field: GPU counts go through ``podSpecPatch`` (a string), built with
   ``toJson`` so no ``}}`` ends the tag early; the workspace PVC (size and class are parameters) is
   created by a ``resource`` template owned by the workflow and mounted by claim name;
-- retries bound their waits with ``backoff.cap`` (``maxDuration`` counts from the first attempt and
-  would forbid retrying a long step); every pod deadline leaves room for a cold pull of the image and
-  the workflow's deadline leaves room for every retry;
+- retries never use ``backoff.maxDuration`` (it counts from the first attempt and would forbid retrying a
+  long step; their waits are bounded by the small limits); every pod deadline leaves room for a cold pull
+  of the image and the workflow's deadline leaves room for every retry;
 - pods run as the image's non-root user with ``fsGroup`` so an NFS-backed RWX volume is writable;
 - output parameters are small summaries (the full metrics stay on the workspace).
 """
@@ -125,12 +125,13 @@ def _resources(cpu: str, memory: str, memory_limit: str) -> m.ResourceRequiremen
                                   limits={"memory": m.Quantity(memory_limit)})
 
 
-def _retry(limit: int, duration: str, cap: str, policy: str = "Always") -> RetryStrategy:
+def _retry(limit: int, duration: str, policy: str = "Always") -> RetryStrategy:
     """``policy`` "Always": the runner exits 1 for every failure, so network errors look like any other failure
-    (the preflight has already rejected bad parameters). ``cap`` bounds each wait; never ``maxDuration``, which
-    counts from the *first* attempt's start and so would forbid retrying (or kill the retry of) a long step."""
-    return RetryStrategy(limit=limit, retry_policy=policy,
-                         backoff=m.Backoff(duration=duration, factor=2, cap=cap))
+    (the preflight has already rejected bad parameters). Never ``backoff.maxDuration``: it counts from the
+    *first* attempt's start, so it would forbid retrying (or kill the retry of) a long step. The waits are
+    bounded by the small limit (``duration`` x 2^n; the lint checks the total); ``backoff.cap`` would bound them
+    too but does not exist before Argo 3.7 (3.6's full CRD refuses it)."""
+    return RetryStrategy(limit=limit, retry_policy=policy, backoff=m.Backoff(duration=duration, factor=2))
 
 
 def _json_output(name: str, path: str, description: str) -> Parameter:
@@ -233,14 +234,14 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
     ) as wt:
         t_pvc = Resource(
             name="workspace-pvc", action="apply", set_owner_reference=True, manifest=workspace_pvc_manifest(),
-            retry_strategy=_retry(DEADLINES["workspace-pvc"][1], "10s", "1m", policy="OnError"),
+            retry_strategy=_retry(DEADLINES["workspace-pvc"][1], "10s", policy="OnError"),
             **limits("workspace-pvc"),
         )
         t_delete_pvc = Resource(
             name="delete-workspace", action="delete", flags=["--ignore-not-found"],
             manifest=goyaml.dump({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                   "metadata": {"name": WORKSPACE_CLAIM}}),
-            retry_strategy=_retry(DEADLINES["delete-workspace"][1], "10s", "1m", policy="OnError"),
+            retry_strategy=_retry(DEADLINES["delete-workspace"][1], "10s", policy="OnError"),
             **limits("delete-workspace"),
         )
         t_preflight = Script(
@@ -249,14 +250,14 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                                       "kubernetes-credentials"),
             resources=_resources("100m", "256Mi", "512Mi"),
             # OnError: an infrastructure error (evicted, node lost) is retried; a bad parameter fails at once
-            retry_strategy=_retry(DEADLINES["preflight"][1], "10s", "1m", policy="OnError"),
+            retry_strategy=_retry(DEADLINES["preflight"][1], "10s", policy="OnError"),
             **limits("preflight"),
         )
         t_dataset = Script(
             name="dataset", source=prepare_dataset, **common,
             env=base_env + secret_env("s3-secret", "hf-token"),
             resources=_resources("1", "4Gi", "16Gi"),
-            retry_strategy=_retry(DEADLINES["dataset"][1], "30s", "5m"),
+            retry_strategy=_retry(DEADLINES["dataset"][1], "30s"),
             **limits("dataset"),
         )
         train_outputs = [_json_output("summary", f"{WORKSPACE}/train/summary.json",
@@ -271,7 +272,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             pod_spec_patch=gpu_pod_patch("phase_02_train_man_train_gpu", node_selector=False,
                                          always={"terminationGracePeriodSeconds": TRAIN_GRACE_S}),
             tolerations=[GPU_TOLERATION],
-            retry_strategy=_retry(DEADLINES["train"][1], "1m", "10m"),  # train resumes from its last checkpoint
+            retry_strategy=_retry(DEADLINES["train"][1], "1m"),  # train resumes from its last checkpoint
             outputs=train_outputs,
             **limits("train"),
         )
@@ -279,7 +280,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             name="train-trainjob", source=launch_trainjob, **common,
             env=base_env + secret_env("kubernetes-credentials"),
             resources=_resources("100m", "256Mi", "512Mi"),
-            retry_strategy=_retry(DEADLINES["train-trainjob"][1], "1m", "10m"),  # adopts or replaces the TrainJob
+            retry_strategy=_retry(DEADLINES["train-trainjob"][1], "1m"),  # adopts or replaces the TrainJob
             outputs=[_json_output("summary", f"{WORKSPACE}/train/summary.json",
                                   "train/summary.json: final/min loss, steps, samples, wall time")],
             **limits("train-trainjob"),
@@ -296,7 +297,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             resources=_resources("4", "32Gi", "64Gi"),
             pod_spec_patch=gpu_pod_patch("phase_03_eval_opt_gpu", node_selector=True),
             tolerations=[GPU_TOLERATION],
-            retry_strategy=_retry(DEADLINES["evaluate"][1], "1m", "10m"),
+            retry_strategy=_retry(DEADLINES["evaluate"][1], "1m"),
             outputs=eval_outputs,
             **limits("evaluate"),
         )
@@ -304,7 +305,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             name="register", source=register_model, **common,
             env=base_env + secret_env("model-registry-token"),
             resources=_resources("250m", "512Mi", "1Gi"),
-            retry_strategy=_retry(DEADLINES["register"][1], "10s", "2m"),
+            retry_strategy=_retry(DEADLINES["register"][1], "10s"),
             outputs=[_json_output("registration", f"{WORKSPACE}/registry/summary.json",
                                   "registry/summary.json: status, registered name, version and ids")],
             **limits("register"),
@@ -313,7 +314,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             name="record-status", source=record_status, **common,
             env=base_env,
             resources=_resources("100m", "128Mi", "256Mi"),
-            retry_strategy=_retry(DEADLINES["record-status"][1], "10s", "1m", policy="OnError"),
+            retry_strategy=_retry(DEADLINES["record-status"][1], "10s", policy="OnError"),
             outputs=[Parameter(name=n, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{n}", default=""),
                                description=f"{n} (empty when that step did not run)") for n in EXIT_OUTPUTS],
             **limits("record-status"),

@@ -209,8 +209,10 @@ def test_trainjob_rule_validates_against_the_trainer_crd(new: dict, monkeypatch:
 @pytest.mark.parametrize(("mutation", "message"), [
     (lambda d: _tmpl(d, "train")["retryStrategy"]["backoff"].update(maxDuration="10m"),
      "template train: retryStrategy.backoff.maxDuration counts from the first attempt"),
-    (lambda d: _tmpl(d, "dataset")["retryStrategy"]["backoff"].pop("cap"),
-     "template dataset: retryStrategy.backoff has no cap"),
+    (lambda d: _tmpl(d, "dataset")["retryStrategy"]["backoff"].update(cap="5m"),
+     "template dataset: retryStrategy.backoff.cap does not exist in Argo 3.6"),
+    (lambda d: _tmpl(d, "dataset")["retryStrategy"].update(limit=8),
+     "template dataset: retryStrategy.backoff waits 7650 s in all"),
     (lambda d: _tmpl(d, "preflight").update(activeDeadlineSeconds=300),
      "template preflight: activeDeadlineSeconds=300 counts from the pod's start"),
     (lambda d: _tmpl(d, "record-status").pop("retryStrategy"), "template record-status: no retryStrategy"),
