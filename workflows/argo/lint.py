@@ -22,7 +22,7 @@ Rules (each has a mutation test that puts a defect back and sees it caught):
    ``kubernetes-validate``.
 
 :func:`cluster_errors` is the subset a cluster itself enforces (1-3); the local runner runs it before the
-first task, with the run's own parameter values.
+first task, with the run's own parameter values, plus :func:`policy_errors` (4-7) on the pipeline's template.
 """
 
 import copy
@@ -677,6 +677,15 @@ def cluster_errors(doc: dict[str, Any], values: Mapping[str, str] | None = None,
     errors += pod_errors(doc, sets)
     errors += trainjob_errors(doc, sets)
     return errors
+
+
+def policy_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """The pipeline's own rules beyond what a cluster enforces: references (tags, secrets, one image), retries
+    and deadlines, output sizes, non-root + fsGroup."""
+    from workflows.argo.pipeline import SECRET_KEYS
+
+    errors = template_reference_errors(doc, secrets or SECRET_KEYS, check_imports=False)
+    return errors + retry_errors(doc) + output_errors(doc) + security_errors(doc)
 
 
 def core_objects(template: dict[str, Any]) -> list[dict[str, Any]]:

@@ -28,7 +28,8 @@ reaches a step.
 cluster would (``workflows.argo.lint.cluster_errors``): against the full Argo CRDs as written, every string
 through Argo's template engine (a tag ends at the first ``}}``), and every Pod and resource manifest
 rendered with this run's parameters (``podSpecPatch`` merged, resources, volumes) through
-kubernetes-validate. Each task's Pod is rendered and validated again with its real inputs before it runs.
+kubernetes-validate; on the pipeline's own template also the lint's other rules (``policy_errors``).
+Each task's Pod is rendered and validated again with its real inputs before it runs.
 
 The workspace PVC's ``resource`` template (create/apply, delete) is rendered and validated; creating it
 means the local workspace folder, deleting it keeps the folder. Other features that cannot run here
@@ -231,9 +232,12 @@ class LocalRunner(TagRenderer, PodExecutor):
         """Refuse, before anything runs, a template a cluster would refuse (see the module docstring)."""
         if not self.check_cluster:
             return
-        from workflows.argo.lint import cluster_errors
+        from workflows.argo.lint import cluster_errors, policy_errors
+        from workflows.argo.pipeline import NAME
 
         errors = cluster_errors(dict(self.doc), values=params)
+        if (self.doc.get("metadata") or {}).get("name") == NAME:  # the pipeline's template: every lint rule
+            errors += [e for e in policy_errors(dict(self.doc)) if e not in errors]
         if errors:
             more = f" (and {len(errors) - 1} more: `osft-pipeline lint` lists them)" if len(errors) > 1 else ""
             raise RunError(f"a cluster would refuse this template: {errors[0]}{more}")

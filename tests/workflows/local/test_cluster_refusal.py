@@ -144,3 +144,11 @@ def test_unquoted_float_in_a_template_file_is_refused_as_the_api_server_does(tmp
                           text=True, timeout=300)
     assert proc.returncode == 2 and "spec.arguments.parameters[0](lr).value: 5e-06 is not of type 'string'" \
         in proc.stderr
+
+
+def test_the_pipelines_template_also_gets_the_lints_policy_rules(tmp_path: Path) -> None:
+    wt = comp.load_docs(comp.TEMPLATES_DIR / "osft-minimal-pipeline.yaml")[0]
+    next(t for t in wt["spec"]["templates"] if t["name"] == "train")["retryStrategy"]["backoff"]["maxDuration"] = "5m"
+    with pytest.raises(StepError, match="template train: retryStrategy.backoff.maxDuration counts from the first"):
+        LocalRunner(wt, tmp_path / "ws", overrides={"phase_01_dataset_man_data_uri": str(tmp_path / "x.jsonl")}).run()
+    assert not (tmp_path / "ws").exists()
