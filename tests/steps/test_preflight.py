@@ -108,14 +108,14 @@ def _run_runner(entry: str, inputs: list[dict[str, str]], tmp_path: Path, env: d
                           capture_output=True, text=True, env=full_env, timeout=120)
 
 
-def test_preflight_through_heras_runner(workspace: Path, tmp_path: Path) -> None:
-    raw = _raw(workspace=str(workspace), phase_02_train_man_train_model="/models/base",
+def test_preflight_through_heras_runner(workspace: Path, tmp_path: Path, tiny_model: Path) -> None:
+    raw = _raw(workspace=str(workspace), phase_02_train_man_train_model=str(tiny_model),
                phase_03_eval_man_eval_tasks="gsm8k,mmlu")
     res = _run_runner("workflows.argo.preflight:preflight", [{"name": k, "value": v} for k, v in raw.items()], tmp_path)
     assert res.returncode == 0, res.stderr
     outs = tmp_path / "hera-outputs" / "parameters"
     assert (outs / "train_mode").read_text() == "single"
-    assert (outs / "base_model").read_text() == "/models/base"
+    assert (outs / "base_model").read_text() == str(tiny_model)
     assert json.loads((outs / "eval_tasks").read_text()) == ["gsm8k", "mmlu"]
     assert "[preflight] ok" in (workspace / "pipeline_log.txt").read_text()
 

@@ -265,7 +265,7 @@ def test_pipeline_parameter_rules_apply_to_pipeline_templates(tmp_path: Path) ->
     args = {p.name: params.to_text(p.default) if not p.required else "" for p in params.PARAMS}
     d = doc([{"name": "ok", "template": "ok"}], [py("ok", "print(1)")], args)
     bad = {"phase_01_dataset_man_data_uri": "/tmp/x.jsonl", "phase_01_dataset_man_data_split": "1.5"}
-    with pytest.raises(StepError, match=r"phase_01_dataset_man_data_split='1.5': must be in \(0, 1\]"):
+    with pytest.raises(StepError, match=r"phase_01_dataset_man_data_split: split=1.5: must be in \(0, 1\]"):
         LocalRunner(d, tmp_path / "a", overrides=bad).run()
     state = LocalRunner(d, tmp_path / "b", overrides={"phase_01_dataset_man_data_uri": "/tmp/x.jsonl"}).run()
     assert state.phase == "Succeeded"
