@@ -254,8 +254,12 @@ def prepare_dataset(
     ws = Workspace.at(workspace)
     targets = (ws.train_jsonl, ws.eval_jsonl, ws.dataset_summary)
     remove_outputs(*targets)  # a failed run never leaves an earlier run's outputs looking current
-    validate_args(split, subset, seed)
-    src = parse_source(data_uri)
+    try:
+        validate_args(split, subset, seed)
+        src = parse_source(data_uri)
+    except StepError as exc:
+        ws.log(STEP, f"error: {exc}")
+        raise
     shown = redact_uri(data_uri.strip())
     ws.log(STEP, f"start: source {shown}, split {split:g}, subset {subset or 'all'}, seed {seed}")
     token = (hf_token or os.environ.get("HF_TOKEN", "")).strip() or None

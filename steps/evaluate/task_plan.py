@@ -115,8 +115,9 @@ def hub_offline(timeout: float = 3.0) -> bool:
     if any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
         return True
     request = urllib.request.Request(f"{hub_endpoint()}/api/models?limit=1", method="HEAD")
+    opener = urllib.request.build_opener()  # a fresh ProxyHandler: reads *_PROXY now, not at first use
     try:
-        with urllib.request.urlopen(request, timeout=timeout):  # noqa: S310 - http(s) endpoint from the env
+        with opener.open(request, timeout=timeout):
             return False
     except urllib.error.HTTPError:
         return False
