@@ -262,3 +262,24 @@ def test_cli_splits_task_lists_and_reports_errors(workspace: Path, tiny_model: P
                                       "--tasks", "arc_easy,nope", "--data-dir", str(DATA)])
     assert result.exit_code == 2
     assert "['nope'] have no offline variant" in result.output
+
+
+@pytest.mark.parametrize("limit", [-1, 0])
+def test_limit_minus_one_and_zero_mean_every_document(limit: int, workspace: Path, tiny_model: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """-1 is upstream's "all"; 0 keeps meaning all too. lm-eval is then called without a limit."""
+    import lm_eval
+
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(**kw: object) -> dict:
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake_evaluate)
+    with pytest.raises(StepError, match="stop here"):
+        evaluate.evaluate_model(str(workspace), model=str(tiny_model), tasks=["arc_easy"], limit=limit,
+                                data_dir=str(DATA))
+    assert seen["limit"] is None
+    with pytest.raises(StepError, match=r"limit=-2: must be -1 \(every document\)"):
+        evaluate.evaluate_model(str(workspace), model=str(tiny_model), limit=-2)

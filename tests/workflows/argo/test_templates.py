@@ -217,6 +217,20 @@ def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     assert {"final_loss", "eval_gate", "registration_status"} <= outs
 
 
+def test_each_parameter_reaches_the_step_argument_it_names(wt: dict[str, Any]) -> None:
+    """The two seeds stay apart (split vs training), upstream's names feed eval batch, limit and format version."""
+    def args(task: str) -> dict[str, str]:
+        return {p["name"]: p["value"] for p in _tasks(wt)[task]["arguments"]["parameters"]}
+
+    ref = "{{workflow.parameters.%s}}"  # noqa: UP031
+    assert args("dataset")["seed"] == ref % "phase_01_dataset_opt_seed"
+    assert args("train")["seed"] == args("train-trainjob")["seed"] == ref % "phase_02_train_opt_seed"
+    assert args("evaluate")["batch_size"] == ref % "phase_03_eval_opt_batch"
+    assert args("evaluate")["limit"] == ref % "phase_03_eval_opt_limit"
+    assert args("register")["format_version"] == ref % "phase_04_registry_opt_format_version"
+    assert args("train-trainjob")["runtime"] == ref % "phase_02_train_opt_runtime"
+
+
 def test_runner_templates_call_the_step_functions(wt: dict[str, Any]) -> None:
     entries = {t["name"]: lint._runner_entry(t) for t in wt["spec"]["templates"] if "script" in t}
     assert entries == {
