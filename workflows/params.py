@@ -265,17 +265,19 @@ class StepRule:
             raise ParamError(f"{self.about(str(exc))}: {exc} ({self.step} step)") from None
 
 
-def environment_rules() -> tuple[StepRule, ...]:
+def environment_rules(workspace: str) -> tuple[StepRule, ...]:
     """The steps' checks that need the run's environment: applied by the preflight task (in the run's image, on
-    its workspace), never on the machine that submits. A local model folder must exist and be a checkpoint; the
-    eval tasks must be in the registry the evaluate step will use (lm-eval's, or offline its local variants)
-    and their local data present."""
+    its ``workspace``), never on the machine that submits. A local model folder must exist and be a checkpoint
+    (offline, a Hub model must be in the local cache); the eval tasks must be in the registry the evaluate step
+    will use (lm-eval's, or offline its local variants) and their local data present."""
+    from pathlib import Path
+
     from steps.evaluate.task_plan import plan_tasks
-    from steps.train.model_source import check_local_model
+    from steps.train.model_source import check_model_available
 
     return (
-        StepRule("train", check_local_model, {"ref": "phase_02_train_man_train_model"},
-                 topics={"": "phase_02_train_man_train_model"}),
+        StepRule("train", lambda ref: check_model_available(ref, Path(workspace)),
+                 {"ref": "phase_02_train_man_train_model"}, topics={"": "phase_02_train_man_train_model"}),
         StepRule("evaluate", plan_tasks, {"tasks": "phase_03_eval_man_eval_tasks"},
                  topics={"": "phase_03_eval_man_eval_tasks"}),
     )

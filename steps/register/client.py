@@ -33,7 +33,8 @@ CLIENT_PIN = "model-registry==0.3.18"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # noqa: S105
 BACKOFF_BASE_S = 1.0  # waits 1 s, 2 s, 4 s, ... between connection attempts (tests shrink it)
 T = TypeVar("T")
-_HOSTNAME = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?)*$|^[0-9a-fA-F:.]+$")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$|^[0-9a-fA-F:.]+$")  # DNS name, IPv4 or IPv6
 
 
 @dataclass(frozen=True)

@@ -77,8 +77,8 @@ def _cached(repo: str, cache_dir: Path | None) -> Path | None:
     return found if is_complete_model_dir(found, need_tokenizer=False) else None
 
 
-def _hub_download(repo: str, root: Path | None) -> Path:
-    """A local copy of a Hub model: the HF cache's or the workspace's if present, else downloaded to the workspace."""
+def _local_hub_copy(repo: str, root: Path | None) -> Path | None:
+    """The Hub model's copy in the local HF cache or the workspace's; StepError offline when there is none."""
     ws_cache = workspace_hub_cache(root) if root is not None else None
     for cache in (None, ws_cache) if ws_cache is not None else (None,):
         found = _cached(repo, cache)
@@ -89,6 +89,15 @@ def _hub_download(repo: str, root: Path | None) -> Path:
             f"model {repo}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1) and the model is not in "
             "the local cache; pass a local model folder (e.g. from `osft-pipeline demo-model DIR`) or oci://"
         )
+    return None
+
+
+def _hub_download(repo: str, root: Path | None) -> Path:
+    """A local copy of a Hub model: the HF cache's or the workspace's if present, else downloaded to the workspace."""
+    found = _local_hub_copy(repo, root)
+    if found is not None:
+        return found
+    ws_cache = workspace_hub_cache(root) if root is not None else None
     from huggingface_hub import snapshot_download
 
     token = os.environ.get("HF_TOKEN", "").strip() or None
@@ -240,10 +249,14 @@ def check_model_ref(ref: str) -> str:
     raise StepError(f"model {ref}: not a local folder nor a Hugging Face id (org/name)")
 
 
-def check_local_model(ref: str) -> None:
-    """For a local model reference, that the folder exists and holds a checkpoint (other kinds: syntax only)."""
-    if check_model_ref(ref) == "local":
+def check_model_available(ref: str, root: Path) -> None:
+    """What the train step checks before any download or training, without downloading: a local folder exists
+    and holds a checkpoint; offline, a Hub model is in the local cache (or the workspace's). ``oci://``: syntax."""
+    kind = check_model_ref(ref)
+    if kind == "local":
         local_model_dir(ref.strip())
+    elif kind == "hub":
+        _local_hub_copy(ref.strip().removeprefix("hf://").strip("/"), root)
 
 
 def resolve_model(ref: str, root: Path) -> Path:

@@ -76,6 +76,8 @@ CASES: list[tuple[str, dict[str, str], Call]] = [
     ("model oci", {"phase_02_train_man_train_model": "oci://nothing"}, train(model="oci://nothing")),
     ("model hf id", {"phase_02_train_man_train_model": "hf://not an id"}, train(model="hf://not an id")),
     ("model folder missing", {"phase_02_train_man_train_model": "/no/such/model"}, train(model="/no/such/model")),
+    ("hub model offline, not cached", {"phase_02_train_man_train_model": "hf://org-x/not-cached"},
+     train(model="hf://org-x/not-cached")),
     ("batch", {"phase_02_train_man_train_batch": "0"}, train(effective_batch_size=0)),
     ("epochs", {"phase_02_train_man_train_epochs": "0"}, train(epochs=0)),
     ("tokens below seq len", {"phase_02_train_man_train_tokens": "4096"}, train(max_tokens_per_gpu=4096)),
@@ -163,8 +165,8 @@ def test_the_default_values_pass_every_rule(raw: Callable[[dict[str, str]], dict
 
 
 def test_every_parameter_a_step_rule_reads_has_a_case() -> None:
-    read = {p for rule in (*params.step_rules(), *params.environment_rules()) for p in rule.params()}
+    read = {p for rule in (*params.step_rules(), *params.environment_rules("/workspace")) for p in rule.params()}
     covered = {name for _, overrides, _ in CASES + STRICTER for name in overrides}
     assert read - covered == set()
-    steps = {rule.step for rule in (*params.step_rules(), *params.environment_rules())}
+    steps = {rule.step for rule in (*params.step_rules(), *params.environment_rules("/workspace"))}
     assert steps == {"dataset", "train", "train-trainjob", "evaluate", "register"}

@@ -41,7 +41,7 @@ def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
     """
     given = {k: v for k, v in raw.items() if k != "workspace" and not (k in _REQUIRED and not str(v).strip())}
     values = validate(given)
-    for rule in environment_rules():
+    for rule in environment_rules(str(raw.get("workspace") or WORKSPACE)):
         rule.apply(values)
     outputs = {
         "train_mode": "trainjob" if values["phase_02_train_man_train_workers"] > 1 else "single",

@@ -59,6 +59,23 @@ def test_root_inputs_are_the_argo_templates_arguments(compiled: Path) -> None:
             assert inputs[p.name]["defaultValue"] == p.default, p.name
 
 
+def test_inputs_reach_the_same_step_arguments_as_on_argo(docs: list[dict]) -> None:
+    ir = docs[0]
+    tasks = ir["root"]["dag"]["tasks"]
+
+    def src(task: dict, arg: str) -> str:
+        return task["inputs"]["parameters"][arg]["componentInputParameter"].removeprefix("pipelinechannel--")
+
+    assert src(tasks["dataset-op"], "seed") == "phase_01_dataset_opt_seed"
+    assert src(tasks["train-op"], "seed") == "phase_02_train_opt_seed"
+    assert src(tasks["evaluate-op"], "batch_size") == "phase_03_eval_opt_batch"
+    assert src(tasks["evaluate-op"], "limit") == "phase_03_eval_opt_limit"
+    assert src(tasks["evaluate-op"], "compare_base") == "phase_03_eval_opt_compare_base"
+    register = ir["components"]["comp-condition-1"]["dag"]["tasks"]["register-op"]
+    assert src(register, "format_version") == "phase_04_registry_opt_format_version"
+    assert src(register, "force") == "phase_04_registry_opt_force"
+
+
 def test_secrets_match_the_readme(docs: list[dict]) -> None:
     executors = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 

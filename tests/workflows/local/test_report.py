@@ -123,7 +123,7 @@ def test_report_renders_in_headless_chromium(full_ws: Path, tmp_path: Path) -> N
     check = json.loads(html.unescape(m.group(1)))
     assert check["tables"] >= 6
     assert {"Dataset", "Training", "Evaluation: base vs tuned", "Registration"} <= set(check["h2"])
-    assert "regressed" in check["cells"] and "arc_easy" in check["cells"]
+    assert "regressed" in check["cells"] and "arc_easy@validation" in check["cells"]
     assert [i["alt"] for i in check["images"]] == ["training loss curve", "evaluation scores"]
     for img in check["images"]:  # base64 PNGs decoded and laid out
         assert img["complete"] and img["w"] > 50 and img["h"] > 30 and img["shown"] > 50
