@@ -2,11 +2,13 @@
 
 Scores the tuned model (``train/model`` by default) on the requested lm-eval tasks plus ``held_out``
 (log-likelihood of each held-out conversation's final assistant turn under the model's own chat
-template). With a base model it scores that too (results cached in the workspace), compares every
-metric and sets a gate that fails when a benchmark drops by more than ``max_regression``.
+template). With a base model it scores that too (the very copy the train step read; results cached in
+the workspace), compares every metric and sets a gate that fails when a benchmark drops by more than
+``max_regression``.
 
 Offline (hub unreachable, or ``data_dir`` given) the built-in benchmark names run local variants
-(``steps/evaluate/tasks/*.yaml``: lm-eval's prompts and metrics, documents from ``data_dir``).
+(``steps/evaluate/tasks/*.yaml``: lm-eval's prompts and metrics, documents from ``data_dir``); a variant
+that cannot score lm-eval's split reports under its own name (see :mod:`steps.evaluate.task_plan`).
 Writes under ``eval/``: results.json (tuned, lm-eval's dict), base_results.json, metrics.json,
 comparison.json + comparison.md (with a base model), samples.jsonl (only with log_samples), eval.png.
 """
