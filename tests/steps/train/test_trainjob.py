@@ -1,6 +1,7 @@
 """The Kubeflow Trainer TrainJob manifest: valid against the CRD schema, secrets by reference only."""
 
 import copy
+import gzip
 import json
 import os
 import subprocess
@@ -9,20 +10,23 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 from steps.common.errors import StepError
 from steps.train.trainjob import trainjob_manifest
 
 ROOT = Path(__file__).resolve().parents[3]
+# the TrainJob CRD (Kubeflow Trainer v2.3.0), vendored: see tests/data/SOURCE.txt
+CRD = ROOT / "tests" / "data" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml.gz"
 ARGS = {"model": "Qwen/Qwen2.5-1.5B-Instruct", "effective_batch_size": 128, "learning_rate": 5e-6,
         "unfreeze_rank_ratio": 0.25, "use_liger": True, "checkpoint_at_epoch": False}
 
 
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
-    from workflows.argo import crd  # the Kubeflow Trainer v2.3.0 TrainJob CRD, vendored in the project
-
-    return jsonschema.Draft7Validator(crd.served_schema(crd.load_crd(crd.crd_name("TrainJob", crd.TRAINER_VERSION))))
+    doc = yaml.safe_load(gzip.decompress(CRD.read_bytes()))
+    version = next(v for v in doc["spec"]["versions"] if v.get("served") and v.get("storage"))
+    return jsonschema.Draft7Validator(version["schema"]["openAPIV3Schema"])
 
 
 def _manifest(**kw: object) -> dict:
