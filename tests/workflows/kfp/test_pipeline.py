@@ -67,11 +67,12 @@ def test_inputs_reach_the_same_step_arguments_as_on_argo(docs: list[dict]) -> No
         return task["inputs"]["parameters"][arg]["componentInputParameter"].removeprefix("pipelinechannel--")
 
     assert src(tasks["dataset-op"], "seed") == "phase_01_dataset_opt_seed"
-    assert src(tasks["train-op"], "seed") == "phase_02_train_opt_seed"
+    for comp, task in (("comp-condition-2", "train-op"), ("comp-condition-3", "train-op-2")):  # GPU / CPU branch
+        assert src(ir["components"][comp]["dag"]["tasks"][task], "seed") == "phase_02_train_opt_seed"
     assert src(tasks["evaluate-op"], "batch_size") == "phase_03_eval_opt_batch"
     assert src(tasks["evaluate-op"], "limit") == "phase_03_eval_opt_limit"
     assert src(tasks["evaluate-op"], "compare_base") == "phase_03_eval_opt_compare_base"
-    register = ir["components"]["comp-condition-1"]["dag"]["tasks"]["register-op"]
+    register = ir["components"]["comp-condition-4"]["dag"]["tasks"]["register-op"]
     assert src(register, "format_version") == "phase_04_registry_opt_format_version"
     assert src(register, "force") == "phase_04_registry_opt_force"
 
