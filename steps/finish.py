@@ -40,7 +40,7 @@ def key_numbers(ws: Workspace) -> dict[str, str]:
             except (OSError, ValueError):
                 cache[rel] = {}
         value = cache[rel].get(key, "") if isinstance(cache[rel], dict) else ""
-        out[name] = "" if value is None or isinstance(value, dict | list) else str(value)
+        out[name] = "" if value is None or isinstance(value, dict | list) else str(value)[:200]  # bounded output
     return out
 
 

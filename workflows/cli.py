@@ -202,7 +202,7 @@ def compile_cmd(
 
 @app.command("lint")
 def lint_cmd(path: str = typer.Argument("", help="Folder with the compiled files (default: templates/)")) -> None:
-    """Validate the templates: Argo JSON schema (strict), core objects, and argo-lint-like references."""
+    """Check the templates as a cluster would: full CRDs (as written), template engine, Pods, retries, sizes."""
     from pathlib import Path
 
     from workflows.argo import compile as comp
@@ -215,7 +215,7 @@ def lint_cmd(path: str = typer.Argument("", help="Folder with the compiled files
         for e in errors:
             print(f"  {e}")
         bad += len(errors)
-    if "kubernetes-validate (strict)" not in report:
+    if not any(check.startswith("install manifests") for check in report):
         print("kubernetes-validate: skipped (pip install kubernetes-validate==1.37.0)")
     if bad:
         raise typer.Exit(1)

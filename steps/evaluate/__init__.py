@@ -23,6 +23,7 @@ from typing import Any
 
 from steps.common.errors import StepError
 from steps.common.secrets import redact_uri
+from steps.common.summary import write_summary
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs
 from steps.evaluate import report as eval_report
 from steps.evaluate.task_plan import (  # noqa: F401 - re-exported: the evaluate step's task registry
@@ -328,8 +329,8 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
     out = ws.eval_dir
     results_p, base_results_p = out / "results.json", out / "base_results.json"
     metrics_p, comparison_p, table_p = out / "metrics.json", out / "comparison.json", out / "comparison.md"
-    samples_p, plot_p = out / "samples.jsonl", out / "eval.png"
-    remove_outputs(comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p)
+    samples_p, plot_p, summary_p = out / "samples.jsonl", out / "eval.png", out / "summary.json"
+    remove_outputs(summary_p, comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p)
 
     common = {"backend": chosen, "limit": limit, "gen_kwargs": gen, "log_samples": log_samples, "local": local}
 
@@ -388,6 +389,12 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
     for r in tuned_rows:
         if r["task"] in run_tasks:
             headline.setdefault(r["task"], {})[f"{r['metric']},{r['filter']}"] = r["value"]
+    write_summary(ws.root, "eval/summary.json", {
+        "gate": gate_status, "max_regression": max_regression, "regressed": regressed, "tasks": run_tasks,
+        "tuned": headline, "base_vs_tuned": [
+            {k: r.get(k) for k in ("task", "metric", "base", "tuned", "delta", "verdict")}
+            for r in comparison if r.get("task") in run_tasks],
+        "details": "eval/comparison.json, eval/metrics.json"})
     return {"gate": gate_status, "results_path": str(results_p), "metrics_path": str(metrics_p),
             "comparison_path": str(comparison_p) if base_path else "",
             "table_path": str(table_p) if base_path else "", "plot_path": str(plot_p),

@@ -12,6 +12,7 @@ from typing import Any
 
 from steps.common.errors import StepError
 from steps.common.secrets import SA_NAMESPACE_PATH, redact_uri, scrub
+from steps.common.summary import write_summary
 from steps.common.workspace import Workspace, remove_outputs, write_json
 from steps.register.client import API_PREFIX, CLIENT_PIN, Connection, connect, find_token, parse_address
 from steps.register.metadata import Scalar, base_model_of, build_properties, summary_dataset_uri
@@ -85,6 +86,11 @@ def validate_inputs(address: str, port: int, name: str, version: str, format_ver
 
 
 def _write_record(ws: Workspace, record: dict[str, Any]) -> Path:
+    plan = record.get("would_register") or {}
+    write_summary(ws.root, "registry/summary.json", {
+        k: record.get(k, plan.get(k)) for k in ("status", "name", "version", "uri", "gate", "registered_model_id",
+                                                "model_version_id", "model_artifact_id", "server", "reason")
+        if record.get(k, plan.get(k)) is not None} | {"record": "registry/registration.json"})
     return write_json(ws.registry_dir / "registration.json", record)
 
 
@@ -155,7 +161,7 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
     validate_inputs(address, port, name, version, format_version)
     ws = Workspace.at(workspace, create=False)
     record_path = ws.registry_dir / "registration.json"
-    remove_outputs(record_path)
+    remove_outputs(ws.registry_dir / "summary.json", record_path)
     try:
         return _register(ws, address, port, name.strip(), _version_name(version), author, format_name,
                          format_version, model_uri, force, description, token_env, ca_cert, pvc_claim,

@@ -6,6 +6,7 @@ Reads ``dataset/train.jsonl`` and writes under ``train/``:
                                   training_log_node0.log, training_params.json, run.json)
     train/model                   relative symlink (or pointer file) to the final checkpoint; weights are never copied
     train/metrics.json            final/min/per-epoch loss, steps, tokens, samples/s, wall time, hyper-parameters
+    train/summary.json            its headline numbers only, size-bounded (Argo's output parameter)
     train/loss.png
 
 Device paths: with CUDA the library runs as is (only ``torchrun`` is taken from this interpreter, not the PATH);
@@ -33,6 +34,7 @@ from typing import Any
 
 from steps.common.errors import StepError
 from steps.common.secrets import redact_uri, scrub
+from steps.common.summary import BOUNDED_OUTPUTS, bounded
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, sha256_file, write_json
 from steps.train.model_source import check_model_ref, resolve_model
 from steps.train.outputs import (
@@ -41,9 +43,11 @@ from steps.train.outputs import (
     plot_loss,
     read_metrics_lines,
     summarise_metrics,
+    train_summary,
 )
 
 STEP = "train"
+SUMMARY = "train/summary.json"  # the small summary Argo exports as the step's output parameter
 LR_SCHEDULERS = ("cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts", "polynomial",
                  "inverse_sqrt")
 DEVICES = ("auto", "cpu", "cuda")
@@ -279,7 +283,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
                       "data_sha256": sha256_file(ws.train_jsonl)})
     run_dir = ws.train_dir / f"{_RUN_PREFIX}{key}"
     run_json = run_dir / "run.json"
-    outputs = (ws.train_dir / "loss.png", ws.model_pointer, ws.train_dir / "metrics.json")
+    outputs = (ws.train_dir / "loss.png", ws.model_pointer, ws.train_dir / "metrics.json", ws.root / SUMMARY)
 
     if node_rank != 0:  # other nodes of a TrainJob train only; node 0 owns the run folder and the outputs
         _prepare_env(kind)
@@ -363,10 +367,13 @@ def _publish(ws: Workspace, run_dir: Path, ckpt: Path, wall: float | None, hyper
     summary.update({"checkpoint": str(ckpt.relative_to(ws.root)), "run_dir": str(run_dir.relative_to(ws.root)),
                     "resumed": resumed, "attempts": attempts, "base_model": hyper.get("model", ""),
                     "base_model_dir": str(base)})
-    with atomic_outputs(ws.train_dir / "loss.png", ws.train_dir / "metrics.json") as (png, mjson):
+    small = bounded(train_summary(summary), BOUNDED_OUTPUTS[SUMMARY])
+    with atomic_outputs(ws.train_dir / "loss.png", ws.train_dir / "metrics.json", ws.root / SUMMARY) as (
+            png, mjson, sjson):
         plot_loss(summary, png, f"OSFT {Path(str(hyper.get('model', ''))).name}: loss {summary['first_loss']:.3f} "
                                 f"-> {summary['final_loss']:.3f} ({summary['steps']} steps)")
         mjson.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        sjson.write_text(json.dumps(small, indent=2, default=str) + "\n", encoding="utf-8")
         ws.point_model_at(ckpt)
     return summary
 

@@ -126,6 +126,24 @@ def summarise_metrics(rows: list[dict[str, Any]], wall_time_s: float | None,
     }
 
 
+SUMMARY_HYPER = ("model", "learning_rate", "epochs", "effective_batch_size", "max_tokens_per_gpu", "max_seq_len",
+                 "unfreeze_rank_ratio", "seed", "world_size", "device")
+
+
+def train_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The small summary exported as the train step's Argo output parameter: headline numbers only (no loss
+    curve; at most the last 10 epochs). ``train/metrics.json`` keeps everything."""
+    hyper = metrics.get("hyper_parameters") or {}
+    keys = ("final_loss", "min_loss", "first_loss", "steps", "last_step", "epochs_seen", "samples", "loss_tokens",
+            "samples_per_second", "train_loop_time_s", "wall_time_s", "checkpoint", "resumed", "attempts")
+    return {
+        **{k: metrics.get(k) for k in keys if k in metrics},
+        "loss_per_epoch": (metrics.get("loss_per_epoch") or [])[-10:],
+        "hyper_parameters": {k: hyper[k] for k in SUMMARY_HYPER if k in hyper},
+        "metrics": "train/metrics.json",
+    }
+
+
 def plot_loss(summary: dict[str, Any], out: Path, title: str) -> None:
     """Loss per optimizer step (PNG, Agg backend)."""
     import matplotlib

@@ -3,7 +3,8 @@
 Pure Python, no Kubernetes client: the Argo workflow submits the returned dict with a resource template
 (``action: create``, ``setOwnerReference: true``), so no kubeconfig secret is needed. Each node runs the very
 same train step (``osft-pipeline step train ...``) on the workflow's RWX workspace volume, mounted through
-``runtimePatches``; Kubeflow Trainer sets ``PET_NNODES``/``PET_NODE_RANK``/``PET_MASTER_ADDR`` and
+``runtimePatches`` together with the GPU toleration, an in-memory ``/dev/shm`` and the non-root security
+context with ``fsGroup``; Kubeflow Trainer sets ``PET_NNODES``/``PET_NODE_RANK``/``PET_MASTER_ADDR`` and
 ``training_hub`` reads them for torchrun. Secrets reach the pods only as ``secretKeyRef`` env entries,
 never as values.
 """
@@ -18,6 +19,9 @@ API_VERSION = "trainer.kubeflow.org/v1alpha1"
 MANAGER = "argoproj.io/workflow"
 REPLICATED_JOB = "node"  # replicatedJob and container name of the torch runtimes
 WORKSPACE_VOLUME = "workspace"
+SHM_VOLUME = "dshm"  # /dev/shm in memory: NCCL and the data loaders need more than the runtime's 64 MiB default
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+IMAGE_UID = 1001  # the image's non-root user; fsGroup makes the RWX workspace writable (as in the Argo pods)
 # env var -> (secret name, key); optional, so a missing secret simply leaves the variable unset
 SECRET_ENV = {
     "HF_TOKEN": ("hf-token", "HF_TOKEN"),
@@ -105,9 +109,14 @@ def trainjob_manifest(name: str, namespace: str, image: str, pvc_claim: str, wor
             resources["requests"][res] = value
             resources["limits"][res] = value
     pod_patch = {
-        "volumes": [{"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": pvc_claim}}],
+        "tolerations": [dict(GPU_TOLERATION)],
+        "securityContext": {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID, "runAsNonRoot": True,
+                            "fsGroup": IMAGE_UID, "fsGroupChangePolicy": "OnRootMismatch"},
+        "volumes": [{"name": WORKSPACE_VOLUME, "persistentVolumeClaim": {"claimName": pvc_claim}},
+                    {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory"}}],
         "containers": [{"name": REPLICATED_JOB,
-                        "volumeMounts": [{"name": WORKSPACE_VOLUME, "mountPath": workspace_path}]}],
+                        "volumeMounts": [{"name": WORKSPACE_VOLUME, "mountPath": workspace_path},
+                                         {"name": SHM_VOLUME, "mountPath": "/dev/shm"}]}],
     }
     return {
         "apiVersion": API_VERSION,

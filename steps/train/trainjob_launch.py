@@ -1,11 +1,13 @@
 """Multi-node training: create a Kubeflow Trainer TrainJob, wait for it, and check the model it left.
 
 Used by the Argo template when ``workers > 1``. The manifest comes from ``steps.train.trainjob`` (the same
-train arguments as the single-node step); this module only talks to the Kubernetes API: create
-(adopting an existing job of the same name, so a retried step resumes waiting instead of starting
-over), poll by condition *type* (never by index: Kueue or ``suspend`` put ``Suspended`` first), and
-delete the job when the step is terminated. Credentials: the secret ``kubernetes-credentials``
-(KUBERNETES_SERVER_URL + KUBERNETES_AUTH_TOKEN) when set, else the pod's service account.
+train arguments as the single-node step); this module only talks to the Kubernetes API: create, and on a
+retry of the step (the name ``<workflow>-train`` is taken) *adopt* a job that is still running or suspended
+(resume waiting) or *replace* one that already finished or failed (its train step resumes from the
+workspace's checkpoint, or reuses a finished run); poll by condition *type* (never by index: Kueue or
+``suspend`` put ``Suspended`` first); delete the job when the step is terminated. Credentials: the secret
+``kubernetes-credentials`` (KUBERNETES_SERVER_URL + KUBERNETES_AUTH_TOKEN) when set, else the pod's service
+account.
 """
 
 import os
@@ -73,6 +75,86 @@ def _api_error(exc: Any, what: str) -> StepError:
     return StepError(f"{what}: Kubernetes API answered {exc.status} {exc.reason}{hint}")
 
 
+def _as_bool(v: Any) -> bool:
+    return v if isinstance(v, bool) else str(v).strip().lower() in ("true", "1", "yes")
+
+
+def job_manifest(workers: int | str, gpus_per_worker: int | str, image: str, namespace: str, pvc_claim: str,
+                 name: str, runtime: str = "training-hub", owner_name: str = "", owner_uid: str = "",
+                 model: str = "Qwen/Qwen2.5-1.5B-Instruct", effective_batch_size: int | str = 128,
+                 epochs: int | str = 1, max_tokens_per_gpu: int | str = 64000, max_seq_len: int | str = 8192,
+                 learning_rate: float | str = 5e-06, unfreeze_rank_ratio: float | str = 0.25,
+                 use_liger: bool | str = True, seed: int | str = 42) -> dict[str, Any]:
+    """The TrainJob ``launch_trainjob`` creates (values may be the step's raw text inputs), owned by the workflow."""
+    from steps.train.trainjob import trainjob_manifest
+
+    train_args = {
+        "model": model, "effective_batch_size": int(effective_batch_size), "epochs": int(epochs),
+        "max_tokens_per_gpu": int(max_tokens_per_gpu), "max_seq_len": int(max_seq_len),
+        "learning_rate": float(learning_rate), "unfreeze_rank_ratio": float(unfreeze_rank_ratio),
+        "use_liger": _as_bool(use_liger), "seed": int(seed),
+    }
+    manifest = trainjob_manifest(job_name(name), namespace, image, pvc_claim, int(workers), int(gpus_per_worker),
+                                 train_args, runtime)
+    if owner_uid and owner_name:
+        manifest.setdefault("metadata", {})["ownerReferences"] = [{
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": owner_name, "uid": owner_uid,
+        }]
+    return manifest
+
+
+def _wait_gone(api: Any, namespace: str, jname: str, timeout_s: float, poll_s: float) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, jname)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise _api_error(exc, f"cannot read TrainJob {jname}") from None
+        if time.monotonic() > deadline:
+            raise StepError(f"TrainJob {jname} from an earlier attempt was deleted but is still there after "
+                            f"{timeout_s:.0f}s; delete it (kubectl delete trainjob {jname}) and retry")
+        time.sleep(poll_s)
+
+
+def _create_or_adopt(api: Any, manifest: dict[str, Any], namespace: str, jname: str, ws: Workspace,
+                     poll_seconds: float, replace_timeout_s: float) -> str:
+    """Create the TrainJob; on a retry adopt a running one or replace a finished/failed one. Returns the action."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise _api_error(exc, f"cannot create TrainJob {jname}") from None
+    try:
+        existing = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, jname)
+    except ApiException as exc:
+        raise _api_error(exc, f"cannot read the existing TrainJob {jname}") from None
+    state, message = trainjob_state(existing)
+    if state in ("Running", "Suspended"):
+        ws.log(STEP, f"TrainJob {jname} already exists (step retried) and is {state}: adopting it")
+        return "adopted"
+    ws.log(STEP, f"TrainJob {jname} from an earlier attempt is {state}" + (f" ({message})" if message else "")
+           + ": replacing it (its train step resumes from the workspace's checkpoint)")
+    try:
+        api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, jname,
+                                            body={"propagationPolicy": "Foreground"})
+    except ApiException as exc:
+        if exc.status != 404:
+            raise _api_error(exc, f"cannot delete the earlier TrainJob {jname}") from None
+    _wait_gone(api, namespace, jname, replace_timeout_s, poll_seconds)
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
+    except ApiException as exc:
+        raise _api_error(exc, f"cannot create TrainJob {jname} again") from None
+    return "replaced"
+
+
 def launch_trainjob(
     workspace: str,
     workers: int,
@@ -96,6 +178,7 @@ def launch_trainjob(
     poll_seconds: float = 15.0,
     timeout_seconds: int = 0,
     token_path: str = SA_TOKEN_PATH,
+    replace_timeout_seconds: int = 600,
 ) -> dict[str, Any]:
     """Run OSFT training as a multi-node Kubeflow Trainer TrainJob and wait for it to finish.
 
@@ -122,37 +205,29 @@ def launch_trainjob(
         poll_seconds: seconds between status checks.
         timeout_seconds: give up (and delete the job) after this long; 0 = wait as long as the step may run.
         token_path: service-account token file used when kubernetes-credentials is not set.
+        replace_timeout_seconds: how long to wait for a finished/failed TrainJob of an earlier attempt to go.
 
     Returns:
         trainjob name, final state, model_path (the workspace's train/model target), workers.
     """
     from kubernetes.client.exceptions import ApiException
 
-    from steps.train.trainjob import trainjob_manifest
-
     if workers < 2:
         raise StepError(f"workers={workers}: a TrainJob is for 2 or more workers; the single-node train step "
                         "handles 1")
     ws = Workspace.at(workspace)
     jname = job_name(name)
-    train_args = {
-        "model": model, "effective_batch_size": effective_batch_size, "epochs": epochs,
-        "max_tokens_per_gpu": max_tokens_per_gpu, "max_seq_len": max_seq_len, "learning_rate": learning_rate,
-        "unfreeze_rank_ratio": unfreeze_rank_ratio, "use_liger": use_liger, "seed": seed,
-    }
-    manifest = trainjob_manifest(jname, namespace, image, pvc_claim, workers, gpus_per_worker, train_args, runtime)
-    if owner_uid and owner_name:
-        manifest.setdefault("metadata", {})["ownerReferences"] = [{
-            "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": owner_name, "uid": owner_uid,
-        }]
+    manifest = job_manifest(workers, gpus_per_worker, image, namespace, pvc_claim, jname, runtime, owner_name,
+                            owner_uid, model, effective_batch_size, epochs, max_tokens_per_gpu, max_seq_len,
+                            learning_rate, unfreeze_rank_ratio, use_liger, seed)
     api = _api(token_path)
     try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
-        ws.log(STEP, f"created TrainJob {jname}: {workers} workers x {gpus_per_worker} GPU, runtime {runtime}")
-    except ApiException as exc:
-        if exc.status != 409:
-            raise _api_error(exc, f"cannot create TrainJob {jname}") from None
-        ws.log(STEP, f"TrainJob {jname} already exists (step retried): waiting for it")
+        action = _create_or_adopt(api, manifest, namespace, jname, ws, poll_seconds, replace_timeout_seconds)
+    except StepError as exc:
+        ws.log(STEP, f"error: {exc}")
+        raise
+    if action != "adopted":
+        ws.log(STEP, f"{action} TrainJob {jname}: {workers} workers x {gpus_per_worker} GPU, runtime {runtime}")
 
     def _delete(*_: Any) -> None:
         try:

@@ -1,36 +1,68 @@
-"""Offline checks of the generated Argo objects: Argo's JSON schema (strict) and ``argo lint``-like references.
+"""Offline checks of the generated Argo objects that see what a cluster sees. No ``argo`` binary is needed.
 
-No ``argo`` binary is needed. Three layers:
-1. JSON schema: each object against its definition in Argo's ``schema.json`` (v4.1.2 and v4.0.5), with
-   ``additionalProperties: false`` imposed on every object definition (typos fail) and ``IntOrString``
-   patched to int|string (the schema types it as string; the API accepts both).
-2. Core objects (ServiceAccount, Role, Secret, the workspace PVC, each step's pod) with
-   ``kubernetes-validate`` in strict mode, when that package is installed.
-3. References, mirroring argo's ``workflow/validate``: templates, tasks and ``depends`` targets exist,
-   every ``{{…}}`` resolves in its scope, task arguments match template inputs, workflow arguments carry a
-   value inside their enum, ``when`` quotes its strings, secrets match the README, the workspace is
-   mounted everywhere, runner entry points import.
+Rules (each has a mutation test that puts a defect back and sees it caught):
+
+1. **Full CRDs, as written** (``crd.py``): every object against the API server's structural schema of Argo
+   v3.7.18 and v4.0.10 *before* any ``{{…}}`` is substituted (quantities, int-or-string, unknown fields,
+   the v4 CEL rules), with scalars typed as Go's YAML reader types them (``5e-06`` is a float there).
+2. **Template engine** (``fasttemplate.py``): every string cut as Argo's engine cuts it (a tag ends at the
+   first ``}}``); every tag is a variable known in its scope or an expression that parses, calls known
+   functions and reads known variables.
+3. **Pods and resources**: every Pod the templates create, rendered for several parameter sets (GPUs 0, 1, 8;
+   workers 1, 4) with ``podSpecPatch`` merged as Argo merges it, passes ``kubernetes-validate --strict`` and
+   the extended-resource rules; every ``resource`` manifest renders and validates; the TrainJob the
+   multi-node step creates validates against the Kubeflow Trainer CRD.
+4. **Retries and deadlines**: no ``backoff.maxDuration`` (it counts from the first attempt), the waits bounded
+   (no ``backoff.cap``: Argo 3.6 does not have it), every pod deadline leaves room for a cold image pull, every
+   pod has a retry, and the workflow's deadline holds every attempt on the longest path (a retried train has
+   room to resume).
+5. **Output parameters**: only bounded summaries (``steps/common/summary.py``), within a total budget.
+6. **Security**: pods run non-root with ``fsGroup`` so an NFS RWX workspace is writable.
+7. Argo's JSON schema (v4.1.2, v4.0.5, strict), ``argo lint``-like references, install manifests with
+   ``kubernetes-validate``.
+
+:func:`cluster_errors` is the subset a cluster itself enforces (1-3); the local runner runs it before the
+first task, with the run's own parameter values, plus :func:`policy_errors` (4-7) on the pipeline's template.
 """
 
 import copy
 import functools
 import gzip
 import importlib
+import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from workflows.argo import crd, fasttemplate, podspec
 from workflows.params import BY_NAME
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-VERSIONS = ("v4.1.2", "v4.0.5")
+VERSIONS = ("v4.1.2", "v4.0.5")  # Argo JSON schema (schema.json) versions
 ARGO_KINDS = {"WorkflowTemplate", "CronWorkflow", "Workflow", "ClusterWorkflowTemplate"}
-_TAG = re.compile(r"{{\s*([^{}]*?)\s*}}")
 _GLOBALS = {"workflow.name", "workflow.namespace", "workflow.uid", "workflow.serviceAccountName",
-            "workflow.creationTimestamp", "workflow.mainEntrypoint", "workflow.priority", "workflow.duration"}
+            "workflow.creationTimestamp", "workflow.mainEntrypoint", "workflow.priority", "workflow.duration",
+            "workflow.scheduledTime"}
 _EXIT_ONLY = {"workflow.status", "workflow.failures"}
+_POD_LOCALS = {"pod.name", "retries", "node.name", "lastRetry.exitCode", "lastRetry.status", "lastRetry.duration",
+               "lastRetry.message"}
+# The parameter sets every podSpecPatch is rendered with (only the names a template declares are used).
+PARAMETER_MATRIX: dict[str, tuple[str, ...]] = {
+    "phase_02_train_man_train_gpu": ("0", "1", "8"),
+    "phase_03_eval_opt_gpu": ("0", "1", "8"),
+    "phase_02_train_man_train_workers": ("1", "4"),
+}
+PULL_ALLOWANCE_S = 1800  # the least a pod's activeDeadlineSeconds may be: it counts from before the image pull
+MAX_RETRY_WAIT_S = 15 * 60  # the most a step may spend waiting between its attempts, all waits together
+OUTPUT_BUDGET = 64 * 1024  # all output parameters of a run together (Argo keeps them in the Workflow object)
+HERA_OUTPUTS = "/tmp/hera-outputs/"  # runner return values: one small value each (Hera)
+EXIT_OUTPUTS_DIR = "/tmp/outputs/"  # the exit handler's key numbers (steps/finish.py caps each)
+WORKSPACE = "/workspace"
+
+
+# ---------------------------------------------------------------------------------------------- JSON schema
 
 
 @functools.cache
@@ -83,18 +115,12 @@ def request_errors(body: Any, definition: str, version: str = VERSIONS[0]) -> li
     return [f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'} -> {e.message}" for e in v.iter_errors(body)]
 
 
-# ---------------------------------------------------------------------------------------------- references
+def crd_errors(doc: dict[str, Any], version: str) -> list[str]:
+    """Errors of an Argo object against the full CRD of Argo ``version``, as written (see ``crd.py``)."""
+    return [f"{doc.get('kind')}: {e}" for e in crd.argo_errors(doc, version)]
 
 
-def _tags(obj: Any) -> Iterable[str]:
-    if isinstance(obj, str):
-        yield from (m.group(1) for m in _TAG.finditer(obj))
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _tags(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _tags(v)
+# ---------------------------------------------------------------------------------------------- scopes
 
 
 def _depends_targets(expr: str) -> set[str]:
@@ -102,33 +128,24 @@ def _depends_targets(expr: str) -> set[str]:
     return {w.split(".")[0] for w in words if w not in ("&&", "||")}
 
 
+def _deps(task: Mapping[str, Any]) -> set[str]:
+    return _depends_targets(task.get("depends", "")) | set(task.get("dependencies") or [])
+
+
 def _ancestors(tasks: dict[str, dict[str, Any]], name: str) -> set[str]:
     seen: set[str] = set()
-    stack = list(_depends_targets(tasks[name].get("depends", "")) | set(tasks[name].get("dependencies") or []))
+    stack = list(_deps(tasks[name]))
     while stack:
         t = stack.pop()
         if t in seen or t not in tasks:
             continue
         seen.add(t)
-        stack.extend(_depends_targets(tasks[t].get("depends", "")) | set(tasks[t].get("dependencies") or []))
+        stack.extend(_deps(tasks[t]))
     return seen
 
 
 def _names(items: list[dict[str, Any]] | None) -> set[str]:
     return {i["name"] for i in items or []}
-
-
-def _check_global_tag(tag: str, params: set[str], where: str, exit_scope: bool) -> str | None:
-    if tag.startswith("="):
-        return f"{where}: expression tag {{{{{tag}}}}} is not checked; avoid it or extend the linter"
-    if tag.startswith("workflow.parameters."):
-        name = tag.removeprefix("workflow.parameters.")
-        return None if name in params else f"{where}: {{{{{tag}}}}}: no workflow parameter {name!r}"
-    if tag in _GLOBALS:
-        return None
-    if tag in _EXIT_ONLY:
-        return None if exit_scope else f"{where}: {{{{{tag}}}}} is only set in the onExit handler"
-    return f"{where}: {{{{{tag}}}}} does not resolve"
 
 
 def _reachable(templates: dict[str, dict[str, Any]], start: str) -> set[str]:
@@ -147,12 +164,126 @@ def _reachable(templates: dict[str, dict[str, Any]], start: str) -> set[str]:
     return seen
 
 
+def _global_check(name: str, params: set[str], exit_scope: bool) -> str | None:
+    if name.startswith("workflow.parameters."):
+        p = name.removeprefix("workflow.parameters.")
+        return None if p in params else f"no workflow parameter {p!r}"
+    if name in _GLOBALS or name.startswith(("workflow.labels.", "workflow.annotations.")):
+        return None
+    if name in _EXIT_ONLY:
+        return None if exit_scope else "is only set in the onExit handler"
+    return "does not resolve"
+
+
+class _Scopes:
+    """Which variable names resolve where in one WorkflowTemplate."""
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        spec = doc.get("spec") or {}
+        self.templates = {t.get("name", ""): t for t in spec.get("templates") or []}
+        self.params = _names((spec.get("arguments") or {}).get("parameters"))
+        self.exit_scope = _reachable(self.templates, spec.get("onExit", "")) if spec.get("onExit") else set()
+
+    def spec_check(self, name: str) -> str | None:
+        return _global_check(name, self.params, exit_scope=False)
+
+    def template_check(self, tmpl: Mapping[str, Any]) -> fasttemplate.Check:
+        inputs = _names((tmpl.get("inputs") or {}).get("parameters"))
+        artifacts = _names((tmpl.get("inputs") or {}).get("artifacts"))
+        in_exit = tmpl.get("name") in self.exit_scope
+        own_tasks = {t["name"]: t for t in (tmpl.get("dag") or {}).get("tasks") or []}
+
+        def check(name: str) -> str | None:
+            if name == "inputs.parameters":
+                return None
+            if name.startswith("tasks.") and own_tasks:  # a DAG template's outputs read its own tasks' outputs
+                m = re.fullmatch(r"tasks\.([\w-]+)\.outputs\.(parameters\.([\w-]+)|result)", name)
+                if not m or m.group(1) not in own_tasks:
+                    return f"no task {name.split('.')[1]!r} in dag {tmpl.get('name')}"
+                src = self.templates.get(own_tasks[m.group(1)].get("template", ""), {})
+                if m.group(3) and m.group(3) not in _names((src.get("outputs") or {}).get("parameters")):
+                    return f"template {src.get('name')} has no output {m.group(3)!r}"
+                return None
+            if name.startswith("inputs.parameters."):
+                p = name.removeprefix("inputs.parameters.")
+                return None if p in inputs else f"no input parameter {p!r}"
+            if name.startswith("inputs.artifacts."):
+                a = name.removeprefix("inputs.artifacts.").split(".")[0]
+                return None if a in artifacts else f"no input artifact {a!r}"
+            if name in _POD_LOCALS or name.startswith("outputs."):
+                return None
+            return _global_check(name, self.params, in_exit)
+
+        return check
+
+    def task_check(self, dag_tmpl: Mapping[str, Any], tasks: dict[str, dict[str, Any]],
+                   task: Mapping[str, Any]) -> fasttemplate.Check:
+        inputs = _names((dag_tmpl.get("inputs") or {}).get("parameters"))
+        in_exit = dag_tmpl.get("name") in self.exit_scope
+        ancestors = _ancestors(tasks, task["name"])
+        loops = any(k in task for k in ("withItems", "withParam", "withSequence"))
+
+        def check(name: str) -> str | None:
+            if name.startswith("tasks."):
+                m = re.fullmatch(r"tasks\.([\w-]+)\.(outputs\.(parameters\.([\w-]+)|result)|status|id|startedAt|"
+                                 r"finishedAt|exitCode|ip|hostNodeName)", name)
+                if not m:
+                    return "is not a task output reference"
+                if m.group(1) not in tasks:
+                    return f"no task {m.group(1)!r}"
+                if m.group(1) not in ancestors:
+                    return f"task {m.group(1)} is not an ancestor (add it to depends)"
+                if m.group(4):
+                    src = self.templates.get(tasks[m.group(1)].get("template", ""), {})
+                    if m.group(4) not in _names((src.get("outputs") or {}).get("parameters")):
+                        return f"template {src.get('name')} has no output {m.group(4)!r}"
+                return None
+            if name.startswith("inputs.parameters."):
+                p = name.removeprefix("inputs.parameters.")
+                return None if p in inputs else f"no input parameter {p!r} of dag {dag_tmpl.get('name')}"
+            if name == "item" or name.startswith("item."):
+                return None if loops else "is only set in a loop (withItems/withParam)"
+            return _global_check(name, self.params, in_exit)
+
+        return check
+
+
+def _scan(obj: Any, base: str, check: fasttemplate.Check) -> list[str]:
+    out = []
+    for path, text in fasttemplate.strings(obj, base):
+        out += [f"{path}: {p}" for p in fasttemplate.tag_problems(text, check)]
+    return out
+
+
+def template_engine_errors(doc: Mapping[str, Any]) -> list[str]:
+    """Every string of the object cut as Argo's template engine cuts it; every tag must resolve in its scope."""
+    spec = doc.get("spec") or {}
+    scopes = _Scopes(doc)
+    errors = _scan({k: v for k, v in spec.items() if k != "templates"}, "spec", scopes.spec_check)
+    for i, t in enumerate(spec.get("templates") or []):
+        where = f"spec.templates[{i}]({t.get('name')})"
+        errors += _scan({k: v for k, v in t.items() if k != "dag"}, where, scopes.template_check(t))
+        dag = {task["name"]: task for task in (t.get("dag") or {}).get("tasks") or []}
+        for j, task in enumerate((t.get("dag") or {}).get("tasks") or []):
+            errors += _scan({k: v for k, v in task.items() if k not in ("name", "template", "depends")},
+                            f"{where}.dag.tasks[{j}]({task['name']})", scopes.task_check(t, dag, task))
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------- references
+
+
 def _when_errors(when: str, where: str) -> list[str]:
     out = []
-    for m in _TAG.finditer(when):
-        before, after = when[: m.start()], when[m.end():]
+    try:
+        tags = fasttemplate.tags(when)
+    except fasttemplate.TemplateError:
+        return []  # reported by the template-engine rule
+    for tag in tags:
+        before, after = when[: tag.start], when[tag.end:]
         if not (before.endswith("'") and after.startswith("'")):
-            out.append(f"{where}: when: quote {m.group(0)} as '{m.group(0)}' (govaluate compares strings)")
+            text = f"{{{{{tag.text}}}}}"
+            out.append(f"{where}: when: quote {text} as '{text}' (govaluate compares strings)")
     return out
 
 
@@ -193,34 +324,35 @@ def _argument_errors(params: list[dict[str, Any]], where: str) -> list[str]:
     return out
 
 
-def template_reference_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]], workspace: str = "/workspace",
+def workspace_volumes(spec: Mapping[str, Any]) -> set[str]:
+    """Names of the volumes that are the workspace: volumeClaimTemplates, or a workflow volume named workspace."""
+    claims = {v["metadata"]["name"] for v in spec.get("volumeClaimTemplates") or []}
+    return claims | ({"workspace"} & _names(spec.get("volumes")))
+
+
+def template_reference_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]], workspace: str = WORKSPACE,
                               check_imports: bool = True) -> list[str]:
-    """``argo lint``-like reference errors of a WorkflowTemplate (or Workflow)."""
+    """``argo lint``-like reference errors of a WorkflowTemplate (or Workflow), tags included."""
     errors: list[str] = []
     spec = doc.get("spec") or {}
     templates = {t.get("name", ""): t for t in spec.get("templates") or []}
     args = (spec.get("arguments") or {}).get("parameters") or []
-    params = _names(args)
     errors += _argument_errors(args, "spec.arguments")
-    for tag in _tags({k: v for k, v in spec.items() if k != "templates"}):
-        if err := _check_global_tag(tag, params, "spec", exit_scope=False):
-            errors.append(err)
     for ref in ("entrypoint", "onExit"):
         if spec.get(ref) and spec[ref] not in templates:
             errors.append(f"spec.{ref}: no template named {spec[ref]!r}")
-    exit_scope = _reachable(templates, spec.get("onExit", "")) if spec.get("onExit") else set()
-    claims = {v["metadata"]["name"] for v in spec.get("volumeClaimTemplates") or []}
-    volumes = claims | _names(spec.get("volumes"))
+    ws_volumes = workspace_volumes(spec)
+    volumes = ws_volumes | _names(spec.get("volumes"))
     images = set()
     for name, t in templates.items():
         where = f"template {name}"
-        inputs = _names((t.get("inputs") or {}).get("parameters"))
         body = t.get("script") or t.get("container")
         if body is not None:
             images.add(body.get("image"))
             mounts = {vm["name"]: vm["mountPath"] for vm in body.get("volumeMounts") or []}
-            errors += [f"{where}: volumeMount {v!r} is not a declared volume" for v in mounts if v not in volumes]
-            if not any(mounts.get(c) == workspace for c in claims):
+            errors += [f"{where}: volumeMount {v!r} is not a declared volume" for v in mounts
+                       if v not in volumes | _names(t.get("volumes"))]
+            if not any(mounts.get(c) == workspace for c in ws_volumes):
                 errors.append(f"{where}: does not mount the workspace volume at {workspace}")
             errors += _secret_errors(t, where, secrets)
             if check_imports and (entry := _runner_entry(t)):
@@ -230,15 +362,6 @@ def template_reference_errors(doc: dict[str, Any], secrets: dict[str, tuple[str,
                         errors.append(f"{where}: runner entry {entry}: no such function")
                 except ImportError as exc:
                     errors.append(f"{where}: runner entry {entry}: {exc}")
-        in_exit = name in exit_scope
-        local = {k: v for k, v in t.items() if k != "dag"}
-        for tag in _tags(local):
-            if tag == "inputs.parameters" or tag.startswith("inputs.parameters."):
-                pname = tag.removeprefix("inputs.parameters").lstrip(".")
-                if pname and pname not in inputs:
-                    errors.append(f"{where}: {{{{{tag}}}}}: no input parameter {pname!r}")
-            elif err := _check_global_tag(tag, params, where, in_exit):
-                errors.append(err)
         dag_tasks = {task["name"]: task for task in (t.get("dag") or {}).get("tasks") or []}
         for tname, task in dag_tasks.items():
             tw = f"{where} task {tname}"
@@ -246,7 +369,7 @@ def template_reference_errors(doc: dict[str, Any], secrets: dict[str, tuple[str,
             if target is None:
                 errors.append(f"{tw}: no template named {task.get('template')!r}")
                 continue
-            for dep in _depends_targets(task.get("depends", "")) | set(task.get("dependencies") or []):
+            for dep in _deps(task):
                 if dep not in dag_tasks:
                     errors.append(f"{tw}: depends on unknown task {dep!r}")
             if tname in _ancestors(dag_tasks, tname):
@@ -259,23 +382,7 @@ def template_reference_errors(doc: dict[str, Any], secrets: dict[str, tuple[str,
                        for p in declared if p["name"] not in given and "default" not in p and "value" not in p]
             if task.get("when"):
                 errors += _when_errors(task["when"], tw)
-            ancestors = _ancestors(dag_tasks, tname)
-            for tag in _tags({k: v for k, v in task.items() if k not in ("name", "template", "depends")}):
-                m = re.fullmatch(r"tasks\.([\w-]+)\.outputs\.(parameters\.([\w-]+)|result)", tag)
-                if tag.startswith("tasks."):
-                    if not m:
-                        errors.append(f"{tw}: {{{{{tag}}}}} is not a task output reference")
-                    elif m.group(1) not in dag_tasks:
-                        errors.append(f"{tw}: {{{{{tag}}}}}: no task {m.group(1)!r}")
-                    elif m.group(1) not in ancestors:
-                        errors.append(f"{tw}: {{{{{tag}}}}}: task {m.group(1)} is not an ancestor (add it to depends)")
-                    elif m.group(3):
-                        src = templates.get(dag_tasks[m.group(1)].get("template", ""), {})
-                        if m.group(3) not in _names((src.get("outputs") or {}).get("parameters")):
-                            errors.append(f"{tw}: {{{{{tag}}}}}: template {src.get('name')} has no output "
-                                          f"{m.group(3)!r}")
-                elif err := _check_global_tag(tag, params, tw, in_exit):
-                    errors.append(err)
+    errors += template_engine_errors(doc)
     if len(images) > 1:
         errors.append(f"templates use {len(images)} images {sorted(map(str, images))}: use one image setting")
     return errors
@@ -302,80 +409,337 @@ def cron_reference_errors(doc: dict[str, Any], template: dict[str, Any]) -> list
     return errors
 
 
-# ---------------------------------------------------------------------------------------------- core objects
+# ---------------------------------------------------------------------------------------------- pods, resources
 
 
-def _sample(doc: Any, values: dict[str, str]) -> Any:
-    """Replace ``{{workflow.parameters.X}}`` by X's value and other tags by a dummy, recursively."""
-    if isinstance(doc, str):
-        return _TAG.sub(lambda mm: values.get(mm.group(1).removeprefix("workflow.parameters."), "sample"), doc)
-    if isinstance(doc, dict):
-        return {k: _sample(v, values) for k, v in doc.items()}
-    if isinstance(doc, list):
-        return [_sample(v, values) for v in doc]
-    return doc
+def parameter_sets(doc: Mapping[str, Any], matrix: Mapping[str, tuple[str, ...]] = PARAMETER_MATRIX
+                   ) -> list[dict[str, str]]:
+    """Every combination of the matrix's values for the parameters ``doc`` declares ([{}] when none)."""
+    declared = _names(((doc.get("spec") or {}).get("arguments") or {}).get("parameters"))
+    names = [n for n in matrix if n in declared]
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(matrix[n] for n in names))]
+
+
+def _task_invocations(doc: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """(template, arguments) for every template a DAG task (or the entrypoint/onExit) runs."""
+    spec = doc.get("spec") or {}
+    templates = {t.get("name", ""): t for t in spec.get("templates") or []}
+    out: list[tuple[dict[str, Any], dict[str, str]]] = []
+    seen: set[str] = set()
+    for t in templates.values():
+        for task in (t.get("dag") or {}).get("tasks") or []:
+            target = templates.get(task.get("template", ""))
+            if target is not None:
+                args = {p["name"]: str(p.get("value", "")) for p in
+                        (task.get("arguments") or {}).get("parameters") or []}
+                out.append((target, args))
+                seen.add(target["name"])
+    for name in (spec.get("entrypoint"), spec.get("onExit")):
+        if name in templates and name not in seen:
+            out.append((templates[name], {}))
+    return out
+
+
+def rendered_objects(doc: Mapping[str, Any], values: Mapping[str, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The Pods and resource manifests a run with ``values`` (workflow parameters) creates, and render errors."""
+    gv = podspec.workflow_values(doc, values)
+    objs: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for tmpl, args in _task_invocations(doc):
+        if not any(k in tmpl for k in ("script", "container", "resource")):
+            continue
+        try:
+            inputs = podspec.template_inputs(tmpl, args, gv, f"template {tmpl['name']}")
+            if "resource" in tmpl:
+                manifest = podspec.resource_manifest(tmpl, gv, inputs)
+                if not isinstance(manifest, dict):
+                    errors.append(f"template {tmpl['name']}: resource.manifest does not render to an object")
+                else:
+                    objs.append(manifest)
+            else:
+                objs.append(podspec.pod_for(doc, tmpl, gv, inputs))
+        except podspec.RenderError as exc:
+            errors.append(str(exc))
+    return objs, errors
+
+
+def _label(values: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "template values"
+
+
+def pod_errors(doc: Mapping[str, Any], sets: list[dict[str, str]] | None = None,
+               versions: tuple[str, ...] = podspec.K8S_VERSIONS) -> list[str]:
+    """Render every Pod/resource for each parameter set (podSpecPatch merged) and validate it (strict)."""
+    errors: list[str] = []
+    checked: dict[str, list[str]] = {}
+    for values in sets if sets is not None else parameter_sets(doc):
+        objs, render_errors = rendered_objects(doc, values)
+        errors += [f"{e} (with {_label(values)})" for e in render_errors if f"{e} (with" not in " ".join(errors)]
+        for obj in objs:
+            key = json.dumps(obj, sort_keys=True)
+            if key not in checked:
+                checked[key] = podspec.k8s_errors(obj, versions)
+                errors += [f"{e} (with {_label(values)})" for e in checked[key]]
+    return errors
+
+
+def trainjob_errors(doc: Mapping[str, Any], sets: list[dict[str, str]] | None = None) -> list[str]:
+    """The TrainJob the multi-node step would create, for each parameter set with workers > 1, against the
+    vendored Kubeflow Trainer CRD (structural + CEL)."""
+    from steps.train.trainjob_launch import job_manifest
+
+    errors: list[str] = []
+    for tmpl, args in _task_invocations(doc):
+        if _runner_entry(tmpl) != "steps.train.trainjob_launch:launch_trainjob":
+            continue
+        for values in sets if sets is not None else parameter_sets(doc):
+            gv = podspec.workflow_values(doc, values)
+            try:
+                inputs = podspec.template_inputs(tmpl, args, gv, f"template {tmpl['name']}")
+            except podspec.RenderError as exc:
+                errors.append(str(exc))
+                continue
+            if int(inputs.get("workers", "1") or 1) < 2 or int(inputs.get("gpus_per_worker", "1") or 0) < 1:
+                continue  # the step refuses these (preflight too): no TrainJob is created
+            try:
+                manifest = job_manifest(**{k: v for k, v in inputs.items() if k in _JOB_ARGS})
+            except Exception as exc:
+                errors.append(f"template {tmpl['name']}: the TrainJob cannot be built with {_label(values)}: {exc}")
+                continue
+            errors += [f"TrainJob from template {tmpl['name']} (with {_label(values)}): {e}"
+                       for e in crd.trainjob_errors(manifest)]
+    return sorted(set(errors), key=errors.index)
+
+
+_JOB_ARGS = {"workers", "gpus_per_worker", "image", "namespace", "pvc_claim", "name", "runtime", "owner_name",
+             "owner_uid", "model", "effective_batch_size", "epochs", "max_tokens_per_gpu", "max_seq_len",
+             "learning_rate", "unfreeze_rank_ratio", "use_liger", "seed"}
+
+
+# ---------------------------------------------------------------------------------------------- policies
+
+
+def _is_pod_template(t: Mapping[str, Any]) -> bool:
+    return any(k in t for k in ("script", "container", "resource", "containerSet", "data", "http"))
+
+
+def _duration_s(text: Any) -> float:
+    m = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?", str(text).strip())
+    if not m or not any(m.groups()):
+        try:
+            return float(text)
+        except ValueError:
+            return 0.0
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def _waits_s(rs: Mapping[str, Any]) -> float:
+    """All backoff waits of a retry strategy together (each ``duration * factor^i``, capped by ``cap`` if set)."""
+    limit = int(rs.get("limit") or 0) if rs else 0
+    backoff = rs.get("backoff") or {}
+    if not backoff:
+        return 0.0
+    d, factor = _duration_s(backoff.get("duration", 0)), float(backoff.get("factor", 1) or 1)
+    cap = _duration_s(backoff["cap"]) if "cap" in backoff else float("inf")
+    return sum(min(d * factor ** i, cap) for i in range(limit))
+
+
+def _attempts_s(t: Mapping[str, Any]) -> float:
+    """Worst case of one step: every attempt runs to its deadline, plus every backoff wait."""
+    deadline = float(t.get("activeDeadlineSeconds") or 0)
+    rs = t.get("retryStrategy") or {}
+    limit = int(rs.get("limit") or 0) if rs else 0
+    return deadline * (limit + 1) + _waits_s(rs)
+
+
+def _longest_path_s(doc: Mapping[str, Any], dag_name: str) -> float:
+    spec = doc.get("spec") or {}
+    templates = {t.get("name", ""): t for t in spec.get("templates") or []}
+    tasks = {t["name"]: t for t in (templates.get(dag_name, {}).get("dag") or {}).get("tasks") or []}
+    memo: dict[str, float] = {}
+
+    def finish(name: str) -> float:
+        if name not in memo:
+            t = templates.get(tasks[name].get("template", ""), {})
+            own = _longest_path_s(doc, t["name"]) if "dag" in t else _attempts_s(t)
+            memo[name] = own + max((finish(d) for d in _deps(tasks[name]) if d in tasks), default=0.0)
+        return memo[name]
+
+    return max((finish(n) for n in tasks), default=0.0)
+
+
+def retry_errors(doc: Mapping[str, Any], pull_allowance: int = PULL_ALLOWANCE_S) -> list[str]:
+    """Retry and deadline rules (see the module doc)."""
+    spec = doc.get("spec") or {}
+    errors: list[str] = []
+    for t in spec.get("templates") or []:
+        where = f"template {t.get('name')}"
+        rs = t.get("retryStrategy") or {}
+        backoff = rs.get("backoff") or {}
+        if "maxDuration" in backoff:
+            errors.append(f"{where}: retryStrategy.backoff.maxDuration counts from the first attempt's start (Argo): "
+                          "a step that fails after running longer is never retried, and a retry is cut at that "
+                          "limit; bound the waits with backoff.cap instead")
+        if "cap" in backoff:
+            errors.append(f"{where}: retryStrategy.backoff.cap does not exist in Argo 3.6 (its full CRD refuses the "
+                          "template); bound the waits with a small limit instead")
+        elif backoff and _waits_s(rs) > MAX_RETRY_WAIT_S:
+            errors.append(f"{where}: retryStrategy.backoff waits {int(_waits_s(rs))} s in all (duration x factor^n "
+                          f"over limit {rs.get('limit')}), more than {MAX_RETRY_WAIT_S} s: lower the limit, duration "
+                          "or factor")
+        if not _is_pod_template(t):
+            continue
+        if not rs:
+            errors.append(f"{where}: no retryStrategy: an evicted pod or a lost node fails the whole run (use "
+                          "retryPolicy OnError at least)")
+        deadline = t.get("activeDeadlineSeconds")
+        if deadline is None:
+            errors.append(f"{where}: no activeDeadlineSeconds: a hung step holds its node until the workflow's "
+                          "deadline")
+        elif int(deadline) < pull_allowance:
+            errors.append(f"{where}: activeDeadlineSeconds={deadline} counts from the pod's start, before a cold "
+                          f"pull of the image: give it at least {pull_allowance} s")
+        if t.get("timeout") and _duration_s(t["timeout"]) < pull_allowance:
+            errors.append(f"{where}: timeout={t['timeout']} counts from before the image pull: at least "
+                          f"{pull_allowance} s")
+    entry = spec.get("entrypoint")
+    need = _longest_path_s(doc, entry) if entry else 0.0
+    have = spec.get("activeDeadlineSeconds")
+    if need and (have is None or float(have) < need):
+        errors.append(f"spec.activeDeadlineSeconds={have} is shorter than every attempt of every step on the longest "
+                      f"path ({int(need)} s): a retried step (train resuming from its checkpoint) could be cut off")
+    return errors
+
+
+def output_errors(doc: Mapping[str, Any], bounded: Mapping[str, int] | None = None,
+                  budget: int = OUTPUT_BUDGET, workspace: str = WORKSPACE) -> list[str]:
+    """Output parameters read only bounded summaries, and all of them fit the budget."""
+    from steps.common.summary import BOUNDED_OUTPUTS
+
+    bounded = BOUNDED_OUTPUTS if bounded is None else bounded
+    errors: list[str] = []
+    total = 0
+    for t in (doc.get("spec") or {}).get("templates") or []:
+        for p in (t.get("outputs") or {}).get("parameters") or []:
+            vf = p.get("valueFrom") or {}
+            path = vf.get("path")
+            where = f"template {t.get('name')}: outputs.parameters[{p['name']}].valueFrom.path"
+            if path is None:
+                continue
+            if path.startswith(workspace + "/"):
+                rel = path.removeprefix(workspace + "/")
+                if rel not in bounded:
+                    errors.append(f"{where}={path} is not a bounded summary ({', '.join(sorted(bounded))}): Argo "
+                                  "keeps output parameters in the Workflow object (about 1 MiB in all)")
+                else:
+                    total += bounded[rel]
+            elif not path.startswith((HERA_OUTPUTS, EXIT_OUTPUTS_DIR)):
+                errors.append(f"{where}={path}: not a known bounded output")
+    if total > budget:
+        errors.append(f"output parameters may hold {total} bytes together, more than the budget {budget}")
+    return errors
+
+
+def security_errors(doc: Mapping[str, Any]) -> list[str]:
+    """Pods that mount the workspace run non-root, with fsGroup so an NFS RWX volume is writable."""
+    spec = doc.get("spec") or {}
+    errors: list[str] = []
+    for t in spec.get("templates") or []:
+        if not (t.get("script") or t.get("container")):
+            continue
+        sc = t.get("securityContext") or spec.get("securityContext") or {}
+        where = f"template {t.get('name')}: securityContext"
+        if sc.get("runAsNonRoot") is not True:
+            errors.append(f"{where}.runAsNonRoot must be true")
+        if not sc.get("runAsUser"):
+            errors.append(f"{where}.runAsUser must name the image's non-root user")
+        if not sc.get("fsGroup"):
+            errors.append(f"{where}.fsGroup is missing: an NFS-backed RWX workspace is created root-owned 0755 "
+                          "and the non-root step could not write it")
+        elif sc.get("fsGroupChangePolicy") != "OnRootMismatch":
+            errors.append(f"{where}.fsGroupChangePolicy should be OnRootMismatch (a full recursive chown of a "
+                          "large workspace on every pod start is slow)")
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+
+
+def cluster_errors(doc: dict[str, Any], values: Mapping[str, str] | None = None,
+                   versions: tuple[str, ...] = crd.ARGO_VERSIONS) -> list[str]:
+    """What a cluster itself refuses: the full CRDs (as written), the template engine, and the Pods/resources
+    of a run (``values``: its parameters; default: the lint's parameter matrix)."""
+    errors = [e for v in versions for e in crd_errors(doc, v)]
+    errors = sorted(set(errors), key=errors.index)
+    errors += template_engine_errors(doc)
+    sets = [dict(values)] if values is not None else None
+    errors += pod_errors(doc, sets)
+    errors += trainjob_errors(doc, sets)
+    return errors
+
+
+def policy_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]] | None = None) -> list[str]:
+    """The pipeline's own rules beyond what a cluster enforces: references (tags, secrets, one image), retries
+    and deadlines, output sizes, non-root + fsGroup."""
+    from workflows.argo.pipeline import SECRET_KEYS
+
+    errors = template_reference_errors(doc, secrets or SECRET_KEYS, check_imports=False)
+    return errors + retry_errors(doc) + output_errors(doc) + security_errors(doc)
 
 
 def core_objects(template: dict[str, Any]) -> list[dict[str, Any]]:
-    """The PVC and one Pod per script template, as Kubernetes would receive them (sample parameter values)."""
-    spec = template["spec"]
-    values = {p["name"]: str(p.get("value", "")) or "x" for p in (spec.get("arguments") or {}).get("parameters") or []}
-    out: list[dict[str, Any]] = []
-    for pvc in spec.get("volumeClaimTemplates") or []:
-        out.append(_sample({"apiVersion": "v1", "kind": "PersistentVolumeClaim", **pvc}, values))
-    volumes = [{"name": c["metadata"]["name"], "persistentVolumeClaim": {"claimName": "wf-" + c["metadata"]["name"]}}
-               for c in spec.get("volumeClaimTemplates") or []] + list(spec.get("volumes") or [])
-    for t in spec.get("templates") or []:
-        body = t.get("script") or t.get("container")
-        if body is None:
-            continue
-        container = {k: v for k, v in body.items() if k != "source"} | {"name": "main"}
-        pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes, "restartPolicy": "Never",
-                                    "serviceAccountName": spec.get("serviceAccountName", "default")}
-        for key in ("nodeSelector", "tolerations", "activeDeadlineSeconds"):
-            if key in t:
-                pod_spec[key] = t[key]
-        out.append(_sample({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": t["name"]}, "spec": pod_spec},
-                           values))
-    return out
+    """The Pods and resource manifests of a run with the template's own values (for kubernetes-validate)."""
+    objs, _ = rendered_objects(template, {})
+    return objs
 
 
 def k8s_errors(docs: Iterable[dict[str, Any]]) -> list[str] | None:
     """kubernetes-validate (strict) errors of core objects; None when the package is not installed."""
     try:
-        import kubernetes_validate as kv
+        import kubernetes_validate  # noqa: F401
     except ImportError:
         return None
-    errors = []
-    version = kv.latest_version()
-    for doc in docs:
-        try:
-            kv.validate(doc, version, strict=True)
-        except kv.ValidationError as exc:
-            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: {exc.message} at {list(exc.path)}")
-    return errors
+    return [e for doc in docs for e in podspec.k8s_errors(doc, podspec.K8S_VERSIONS[-1:])]
 
 
-# ---------------------------------------------------------------------------------------------- all files
-
-
-def lint_dir(path: Path, secrets: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
-    """Check every generated file in ``path``; returns check name -> errors (empty lists = clean)."""
-    from workflows.argo.compile import load_docs
+def lint_template(wt: dict[str, Any], cron: dict[str, Any] | None = None,
+                  secrets: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
+    """Every rule on a WorkflowTemplate (and its CronWorkflow); check name -> errors (empty lists = clean)."""
     from workflows.argo.pipeline import SECRET_KEYS
 
     secrets = secrets or SECRET_KEYS
+    docs = [wt] + ([cron] if cron else [])
     report: dict[str, list[str]] = {}
+    for version in crd.ARGO_VERSIONS:
+        report[f"CRD {version} (as written)"] = [e for d in docs for e in crd_errors(d, version)]
+    if not crd.cel_available():
+        report["CRD CEL rules"] = ["cel-python is not installed: x-kubernetes-validations were not checked "
+                                   "(pip install cel-python==0.5.0)"]
+    for version in VERSIONS:
+        report[f"schema {version}"] = [f"{d['kind']}: {e}" for d in docs for e in schema_errors(d, version)]
+    report["references and tags"] = template_reference_errors(wt, secrets) + (
+        cron_reference_errors(cron, wt) if cron else [])
+    declared = (wt["spec"].get("arguments") or {}).get("parameters") or []
+    report["references and tags"] += [f"spec.arguments: {p['name']!r} is not in workflows/params.py"
+                                      for p in declared if p["name"] not in BY_NAME]
+    report["pods and resources (podSpecPatch x parameter sets)"] = pod_errors(wt)
+    report["TrainJob (Kubeflow Trainer CRD v2.3.0)"] = trainjob_errors(wt)
+    report["retries and deadlines"] = retry_errors(wt)
+    report["output parameters (size)"] = output_errors(wt)
+    report["security (non-root, fsGroup)"] = security_errors(wt)
+    return report
+
+
+def lint_dir(path: Path, secrets: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
+    """Check every generated file in ``path`` (read as the API server reads YAML); check name -> errors."""
+    from workflows.argo.compile import load_docs
+
     wt = load_docs(path / "osft-minimal-pipeline.yaml")[0]
     cron = load_docs(path / "osft-minimal-pipeline-retrain.yaml")[0]
-    for version in VERSIONS:
-        report[f"schema {version}"] = [f"{d['kind']}: {e}" for d in (wt, cron) for e in schema_errors(d, version)]
-    report["references"] = template_reference_errors(wt, secrets) + cron_reference_errors(cron, wt)
-    declared = (wt["spec"].get("arguments") or {}).get("parameters") or []
-    unknown = [p["name"] for p in declared if p["name"] not in BY_NAME]
-    report["references"] += [f"spec.arguments: {n!r} is not in workflows/params.py" for n in unknown]
-    core = load_docs(path / "rbac.yaml") + load_docs(path / "secrets.example.yaml") + core_objects(wt)
+    report = lint_template(wt, cron, secrets)
+    core = load_docs(path / "rbac.yaml") + load_docs(path / "secrets.example.yaml")
     k8s = k8s_errors(core)
     if k8s is not None:
-        report["kubernetes-validate (strict)"] = k8s
+        report["install manifests (kubernetes-validate, strict)"] = k8s
     return report

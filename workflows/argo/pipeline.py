@@ -4,8 +4,19 @@ Every step runs as a Hera *runner* script template calling the plain function in
 (``python -m hera.workflows.runner -e steps.dataset:prepare_dataset``), so Argo, the CLI and the
 local runner execute the same code. Parameters travel as Argo parameters; data and models travel
 by path on one per-run RWX workspace volume mounted at ``/workspace`` in every pod.
+
+What a real cluster accepts (checked offline by ``workflows/argo/lint.py`` against the full CRDs):
+- no ``{{…}}`` in a quantity field: GPU counts go through ``podSpecPatch`` (a string), built with
+  ``toJson`` so no ``}}`` ends the tag early; the workspace PVC (size and class are parameters) is
+  created by a ``resource`` template owned by the workflow and mounted by claim name;
+- retries never use ``backoff.maxDuration`` (it counts from the first attempt and would forbid retrying a
+  long step; their waits are bounded by the small limits); every pod deadline leaves room for a cold pull
+  of the image and the workflow's deadline leaves room for every retry;
+- pods run as the image's non-root user with ``fsGroup`` so an NFS-backed RWX volume is writable;
+- output parameters are small summaries (the full metrics stay on the workspace).
 """
 
+import json
 from typing import Any
 
 from hera.workflows import (
@@ -15,6 +26,7 @@ from hera.workflows import (
     Env,
     NoneArchiveStrategy,
     Parameter,
+    Resource,
     RetryStrategy,
     Script,
     SecretEnv,
@@ -23,12 +35,14 @@ from hera.workflows import (
 from hera.workflows import models as m
 
 from steps.common.secrets import K8S_SECRETS
+from steps.common.summary import BOUNDED_OUTPUTS
 from steps.dataset import prepare_dataset
 from steps.evaluate import evaluate_model
 from steps.finish import record_status
 from steps.register import register_model
 from steps.train import train_model
 from steps.train.trainjob_launch import launch_trainjob
+from workflows.argo import goyaml
 from workflows.argo.preflight import preflight
 from workflows.image import image
 from workflows.params import PARAMS, to_text
@@ -42,14 +56,18 @@ WORKSPACE = "/workspace"
 OUTPUTS_DIR = "/tmp/outputs"  # the exit handler's key numbers (pod-local files -> output parameters)
 GPU = "nvidia.com/gpu"
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
-# The evaluate pod goes to a GPU node only when it asks for GPUs (phase_03_eval_opt_gpu > 0), so the same
-# template also runs on a CPU-only cluster.
-EVAL_GPU_NODE_PATCH = ("{{=asInt(workflow.parameters.phase_03_eval_opt_gpu) > 0 ? "
-                       "'{\"nodeSelector\": {\"nvidia.com/gpu.present\": \"true\"}}' : '{}'}}")
 GPU_TOLERATION = m.Toleration(key=GPU, operator="Exists", effect="NoSchedule")
 SECRET_KEYS = K8S_SECRETS  # secret name -> keys (= env var names), shared with the KFP twin
 EXIT_OUTPUTS = ("final_loss", "train_steps", "eval_gate", "registration_status", "registered_version")
 CRON_SCHEDULE = "0 3 * * 0"  # Sundays 03:00
+IMAGE_UID = 1001  # the image's user (Containerfile); fsGroup makes the RWX workspace writable for it
+WORKSPACE_CLAIM = "{{workflow.name}}-workspace"  # the PVC the workspace-pvc task creates, owned by the workflow
+# Every pod's activeDeadlineSeconds counts from the pod's start, *before* its image is pulled: no pod gets
+# less than this, so a cold pull of the multi-GB image cannot fail a step that never ran.
+PULL_ALLOWANCE_S = 1800
+# On SIGTERM (deadline, preemption, argo stop) mini-trainer writes a full-state checkpoint that a retry
+# resumes from; the default 30 s grace period is too short to save optimizer state.
+TRAIN_GRACE_S = 300
 
 
 def wf(name: str) -> str:
@@ -65,27 +83,107 @@ def secret_env(*secrets: str) -> list[SecretEnv]:
             for s in secrets for key in SECRET_KEYS[s]]
 
 
-def _resources(cpu: str, memory: str, memory_limit: str, gpus: str | None = None) -> m.ResourceRequirements:
-    requests: dict[str, m.Quantity] = {"cpu": m.Quantity(cpu), "memory": m.Quantity(memory)}
-    limits: dict[str, m.Quantity] = {"memory": m.Quantity(memory_limit)}
-    if gpus is not None:
-        requests[GPU] = limits[GPU] = m.Quantity(gpus)
-    return m.ResourceRequirements(requests=requests, limits=limits)
+class Expr(str):
+    """A piece of expr-lang source inserted as is by :func:`expr_literal`."""
 
 
-def _retry(limit: int, duration: str, max_duration: str) -> RetryStrategy:
-    # "Always": the runner exits 1 for every failure, so network errors look like any other failure; the
-    # preflight has already rejected bad parameters, so what is left is mostly transient.
-    return RetryStrategy(limit=limit, retry_policy="Always",
-                         backoff=m.Backoff(duration=duration, factor=2, max_duration=max_duration))
+def expr_literal(value: Any) -> str:
+    """expr-lang source for a map/list/str/int literal; every ``}`` is preceded by a space, so no ``}}`` can end
+    the ``{{=…}}`` tag early (Argo's template engine ends a tag at the first ``}}``)."""
+    if isinstance(value, Expr):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)}: {expr_literal(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(expr_literal(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return json.dumps(value)
+    raise TypeError(f"no expr-lang literal for {value!r}")
+
+
+def gpu_pod_patch(param: str, node_selector: bool, always: dict[str, Any] | None = None) -> str:
+    """A ``podSpecPatch`` giving container ``main`` ``<param>`` GPUs (requests = limits), and the GPU node
+    selector when asked, only when the count is > 0; ``always`` is merged in either way.
+
+    GPU counts cannot sit in ``resources`` as a ``{{…}}`` tag (a quantity field: the API server refuses the
+    template); ``podSpecPatch`` is a string, substituted before the Pod is created.
+    """
+    count = f"asInt(workflow.parameters.{param})"
+    gpus = Expr(f"string({count})")
+    with_gpu: dict[str, Any] = dict(always or {})
+    if node_selector:
+        with_gpu["nodeSelector"] = dict(GPU_NODE_SELECTOR)
+    with_gpu["containers"] = [{"name": "main", "resources": {"limits": {GPU: gpus}, "requests": {GPU: gpus}}}]
+    return (f"{{{{={count} > 0 ? toJson({expr_literal(with_gpu)}) : "
+            f"toJson({expr_literal(dict(always or {}))})}}}}")
+
+
+def _resources(cpu: str, memory: str, memory_limit: str) -> m.ResourceRequirements:
+    return m.ResourceRequirements(requests={"cpu": m.Quantity(cpu), "memory": m.Quantity(memory)},
+                                  limits={"memory": m.Quantity(memory_limit)})
+
+
+def _retry(limit: int, duration: str, policy: str = "Always") -> RetryStrategy:
+    """``policy`` "Always": the runner exits 1 for every failure, so network errors look like any other failure
+    (the preflight has already rejected bad parameters). Never ``backoff.maxDuration``: it counts from the
+    *first* attempt's start, so it would forbid retrying (or kill the retry of) a long step. The waits are
+    bounded by the small limit (``duration`` x 2^n; the lint checks the total); ``backoff.cap`` would bound them
+    too but does not exist before Argo 3.7 (3.6's full CRD refuses it)."""
+    return RetryStrategy(limit=limit, retry_policy=policy, backoff=m.Backoff(duration=duration, factor=2))
 
 
 def _json_output(name: str, path: str, description: str) -> Parameter:
+    rel = path.removeprefix(WORKSPACE + "/")
+    if rel not in BOUNDED_OUTPUTS:
+        raise ValueError(f"output parameter {name} reads {rel}, which is not a bounded summary (BOUNDED_OUTPUTS)")
     return Parameter(name=name, value_from=m.ValueFrom(path=path, default="{}"), description=description)
 
 
 def _artifact(name: str, path: str) -> Artifact:
     return Artifact(name=name, path=path, optional=True, archive=NoneArchiveStrategy())
+
+
+def workspace_pvc_manifest() -> str:
+    """The per-run RWX workspace PVC; size and class are parameters, so it is created by a resource template
+    (its manifest is a string: tags are allowed there, unlike in volumeClaimTemplates' quantity fields)."""
+    return goyaml.dump({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": WORKSPACE_CLAIM, "labels": {
+            "app.kubernetes.io/name": "osft-pipeline", "app.kubernetes.io/component": "workspace",
+            "workflows.argoproj.io/workflow": "{{workflow.name}}"}},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            # '' = no dynamic provisioning (pre-provisioned PVs), as the parameter documents
+            "storageClassName": wf("phase_00_workspace_opt_storage_class"),
+            "resources": {"requests": {"storage": wf("phase_00_workspace_opt_size")}},
+        },
+    })
+
+
+def pod_security() -> m.PodSecurityContext:
+    """Non-root as the image's user; fsGroup (changed only when the volume root does not match) so an NFS-backed
+    RWX volume, created root-owned 0755, is writable."""
+    return m.PodSecurityContext(run_as_user=IMAGE_UID, run_as_group=IMAGE_UID, run_as_non_root=True,
+                                fs_group=IMAGE_UID, fs_group_change_policy="OnRootMismatch",
+                                seccomp_profile=m.SeccompProfile(type="RuntimeDefault"))
+
+
+def container_security() -> m.SecurityContext:
+    return m.SecurityContext(allow_privilege_escalation=False, capabilities=m.Capabilities(drop=["ALL"]))
+
+
+# Per-step limits: (activeDeadlineSeconds per attempt, retry limit). The workflow's deadline is computed so
+# that every attempt of every step on the longest path fits (a retried train always has room to resume).
+DEADLINES = {
+    "workspace-pvc": (PULL_ALLOWANCE_S, 2), "preflight": (PULL_ALLOWANCE_S, 3), "dataset": (4 * 3600, 2),
+    "train": (2 * 24 * 3600, 2), "train-trainjob": (2 * 24 * 3600, 2), "evaluate": (12 * 3600, 2),
+    "register": (PULL_ALLOWANCE_S, 3), "record-status": (PULL_ALLOWANCE_S, 2),
+    "delete-workspace": (PULL_ALLOWANCE_S, 2),
+}
+WORKFLOW_DEADLINE_S = 9 * 24 * 3600
 
 
 def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTemplate:
@@ -101,21 +199,19 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         "image_pull_policy": "IfNotPresent",
         "constructor": "runner",
         "volume_mounts": [ws_mount],
+        "pod_security_context": pod_security(),
+        "security_context": container_security(),
     }
+
+    def limits(name: str) -> dict[str, Any]:
+        return {"active_deadline_seconds": DEADLINES[name][0]}
+
     base_env = [Env(name="PYTHONUNBUFFERED", value="1")]
     arguments = [
         Parameter(name=p.name, value="" if p.required else to_text(p.default), description=p.description,
                   enum=["true", "false"] if p.type is bool else (list(p.enum) if p.enum else None))
         for p in PARAMS
     ]
-    workspace_pvc = m.PersistentVolumeClaim(
-        metadata=m.ObjectMeta(name="workspace"),
-        spec=m.PersistentVolumeClaimSpec(
-            access_modes=["ReadWriteMany"],
-            storage_class_name=wf("phase_00_workspace_opt_storage_class"),
-            resources=m.VolumeResourceRequirements(requests={"storage": m.Quantity(wf("phase_00_workspace_opt_size"))}),
-        ),
-    )
     with WorkflowTemplate(
         name=NAME,
         labels={"app.kubernetes.io/name": "osft-pipeline", "app.kubernetes.io/component": "pipeline"},
@@ -127,50 +223,70 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         on_exit="exit-handler",
         service_account_name=SERVICE_ACCOUNT,
         arguments=arguments,
-        volume_claim_templates=[workspace_pvc],
-        volumes=[m.Volume(name="dshm", empty_dir=m.EmptyDirVolumeSource(medium="Memory"))],
-        volume_claim_gc=m.VolumeClaimGC(strategy="OnWorkflowSuccess"),
-        active_deadline_seconds=3 * 24 * 3600,
+        volumes=[
+            m.Volume(name="workspace", persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
+                claim_name=WORKSPACE_CLAIM)),
+            m.Volume(name="dshm", empty_dir=m.EmptyDirVolumeSource(medium="Memory")),
+        ],
+        active_deadline_seconds=WORKFLOW_DEADLINE_S,
         pod_gc=m.PodGC(strategy="OnPodSuccess", delete_delay_duration="1h"),
         ttl_strategy=m.TTLStrategy(seconds_after_success=3 * 24 * 3600, seconds_after_failure=7 * 24 * 3600),
     ) as wt:
+        t_pvc = Resource(
+            name="workspace-pvc", action="apply", set_owner_reference=True, manifest=workspace_pvc_manifest(),
+            retry_strategy=_retry(DEADLINES["workspace-pvc"][1], "10s", policy="OnError"),
+            **limits("workspace-pvc"),
+        )
+        t_delete_pvc = Resource(
+            name="delete-workspace", action="delete", flags=["--ignore-not-found"],
+            manifest=goyaml.dump({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                  "metadata": {"name": WORKSPACE_CLAIM}}),
+            retry_strategy=_retry(DEADLINES["delete-workspace"][1], "10s", policy="OnError"),
+            **limits("delete-workspace"),
+        )
         t_preflight = Script(
             name="preflight", source=preflight, **common,
             env=base_env + secret_env("s3-secret", "hf-token", "oci-pull-secret-model-download",
                                       "kubernetes-credentials"),
             resources=_resources("100m", "256Mi", "512Mi"),
-            active_deadline_seconds=300,
+            # OnError: an infrastructure error (evicted, node lost) is retried; a bad parameter fails at once
+            retry_strategy=_retry(DEADLINES["preflight"][1], "10s", policy="OnError"),
+            **limits("preflight"),
         )
         t_dataset = Script(
             name="dataset", source=prepare_dataset, **common,
             env=base_env + secret_env("s3-secret", "hf-token"),
             resources=_resources("1", "4Gi", "16Gi"),
-            retry_strategy=_retry(2, "30s", "5m"),
-            active_deadline_seconds=4 * 3600,
+            retry_strategy=_retry(DEADLINES["dataset"][1], "30s"),
+            **limits("dataset"),
         )
-        train_outputs = [_json_output("metrics", f"{WORKSPACE}/train/metrics.json", "train/metrics.json")]
+        train_outputs = [_json_output("summary", f"{WORKSPACE}/train/summary.json",
+                                      "train/summary.json: final/min loss, steps, samples, wall time")]
         if artifacts:
             train_outputs += [_artifact("train-metrics", f"{WORKSPACE}/train/metrics.json"),
                               _artifact("loss-plot", f"{WORKSPACE}/train/loss.png")]
         t_train = Script(
             name="train", source=train_model, **{**common, "volume_mounts": [ws_mount, shm_mount]},
             env=base_env + secret_env("hf-token", "oci-pull-secret-model-download"),
-            resources=_resources("4", "32Gi", "128Gi", gpus=wf("phase_02_train_man_train_gpu")),
+            resources=_resources("4", "32Gi", "128Gi"),
+            pod_spec_patch=gpu_pod_patch("phase_02_train_man_train_gpu", node_selector=False,
+                                         always={"terminationGracePeriodSeconds": TRAIN_GRACE_S}),
             tolerations=[GPU_TOLERATION],
-            retry_strategy=_retry(2, "1m", "10m"),  # train resumes from its last checkpoint
-            active_deadline_seconds=2 * 24 * 3600,
+            retry_strategy=_retry(DEADLINES["train"][1], "1m"),  # train resumes from its last checkpoint
             outputs=train_outputs,
+            **limits("train"),
         )
         t_trainjob = Script(
             name="train-trainjob", source=launch_trainjob, **common,
             env=base_env + secret_env("kubernetes-credentials"),
             resources=_resources("100m", "256Mi", "512Mi"),
-            retry_strategy=_retry(2, "1m", "10m"),  # a retry adopts the running TrainJob
-            active_deadline_seconds=2 * 24 * 3600,
-            outputs=[_json_output("metrics", f"{WORKSPACE}/train/metrics.json", "train/metrics.json")],
+            retry_strategy=_retry(DEADLINES["train-trainjob"][1], "1m"),  # adopts or replaces the TrainJob
+            outputs=[_json_output("summary", f"{WORKSPACE}/train/summary.json",
+                                  "train/summary.json: final/min loss, steps, samples, wall time")],
+            **limits("train-trainjob"),
         )
-        eval_outputs = [_json_output("comparison", f"{WORKSPACE}/eval/comparison.json",
-                                     "eval/comparison.json: base vs tuned and the gate")]
+        eval_outputs = [_json_output("summary", f"{WORKSPACE}/eval/summary.json",
+                                     "eval/summary.json: the gate and base vs tuned per benchmark")]
         if artifacts:
             eval_outputs += [_artifact("eval-results", f"{WORKSPACE}/eval/results.json"),
                              _artifact("eval-comparison", f"{WORKSPACE}/eval/comparison.json"),
@@ -178,34 +294,39 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         t_evaluate = Script(
             name="evaluate", source=evaluate_model, **{**common, "volume_mounts": [ws_mount, shm_mount]},
             env=base_env + secret_env("hf-token"),
-            resources=_resources("4", "32Gi", "64Gi", gpus=wf("phase_03_eval_opt_gpu")),
-            pod_spec_patch=EVAL_GPU_NODE_PATCH,
+            resources=_resources("4", "32Gi", "64Gi"),
+            pod_spec_patch=gpu_pod_patch("phase_03_eval_opt_gpu", node_selector=True),
             tolerations=[GPU_TOLERATION],
-            retry_strategy=_retry(2, "1m", "10m"),
-            active_deadline_seconds=12 * 3600,
+            retry_strategy=_retry(DEADLINES["evaluate"][1], "1m"),
             outputs=eval_outputs,
+            **limits("evaluate"),
         )
         t_register = Script(
             name="register", source=register_model, **common,
             env=base_env + secret_env("model-registry-token"),
             resources=_resources("250m", "512Mi", "1Gi"),
-            retry_strategy=_retry(3, "10s", "2m"),
-            active_deadline_seconds=1800,
-            outputs=[_json_output("registration", f"{WORKSPACE}/registry/registration.json",
-                                  "registry/registration.json")],
+            retry_strategy=_retry(DEADLINES["register"][1], "10s"),
+            outputs=[_json_output("registration", f"{WORKSPACE}/registry/summary.json",
+                                  "registry/summary.json: status, registered name, version and ids")],
+            **limits("register"),
         )
         t_status = Script(
             name="record-status", source=record_status, **common,
             env=base_env,
             resources=_resources("100m", "128Mi", "256Mi"),
-            active_deadline_seconds=300,
+            retry_strategy=_retry(DEADLINES["record-status"][1], "10s", policy="OnError"),
             outputs=[Parameter(name=n, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{n}", default=""),
                                description=f"{n} (empty when that step did not run)") for n in EXIT_OUTPUTS],
+            **limits("record-status"),
         )
         with DAG(name="exit-handler"):
-            t_status(name="record-status", arguments={
+            s = t_status(name="record-status", arguments={
                 "workspace": WORKSPACE, "status": "{{workflow.status}}", "workflow": "{{workflow.name}}",
                 "duration": "{{workflow.duration}}", "outputs_dir": OUTPUTS_DIR})
+            # A successful run's workspace goes now (as volumeClaimGC: OnWorkflowSuccess did); a failed run's
+            # stays, owned by the workflow, for `argo retry` until the workflow is deleted (ttlStrategy).
+            x = t_delete_pvc(name="delete-workspace", when="'{{workflow.status}}' == 'Succeeded'")
+            s >> x
 
         pre = "{{tasks.preflight.outputs.parameters.%s}}"  # noqa: UP031
         train_args = {
@@ -221,6 +342,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             "seed": wf("phase_02_train_opt_seed"),
         }
         with DAG(name="pipeline"):
+            v = t_pvc(name="workspace-pvc")
             a = t_preflight(name="preflight",
                             arguments={p.name: wf(p.name) for p in PARAMS} | {"workspace": WORKSPACE})
             d = t_dataset(name="dataset", arguments={
@@ -238,7 +360,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "gpus_per_worker": wf("phase_02_train_man_train_gpu"),
                 "image": image,
                 "namespace": "{{workflow.namespace}}",
-                "pvc_claim": "{{workflow.name}}-workspace",
+                "pvc_claim": WORKSPACE_CLAIM,
                 "name": "{{workflow.name}}-train",
                 "runtime": wf("phase_02_train_opt_runtime"),
                 "owner_name": "{{workflow.name}}",
@@ -260,14 +382,14 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "version": wf("phase_04_registry_man_reg_version"),
                 "format_version": wf("phase_04_registry_opt_format_version"),
                 "force": wf("phase_04_registry_opt_force"),
-                "pvc_claim": "{{workflow.name}}-workspace",  # the artifact URI: pvc://<claim>/<path of the model>
+                "pvc_claim": WORKSPACE_CLAIM,  # the artifact URI: pvc://<claim>/<path of the model>
                 "workflow_name": "{{workflow.name}}",
                 "workflow_uid": "{{workflow.uid}}",
                 "namespace": "{{workflow.namespace}}",
                 "dataset_uri": wf("phase_01_dataset_man_data_uri"),
                 "base_model": wf("phase_02_train_man_train_model"),
             })
-            a >> d >> [t1, t2]
+            v >> a >> d >> [t1, t2]
             [t1, t2] >> e >> r
     return wt
 
@@ -310,6 +432,8 @@ def rbac_manifests(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "watch"]},
         {"apiGroups": ["trainer.kubeflow.org"], "resources": ["trainjobs"],
          "verbs": ["create", "get", "list", "watch", "delete", "patch"]},
+        # the workspace-pvc / delete-workspace resource templates (kubectl apply, delete)
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "get", "patch", "delete"]},
     ]
     role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_ACCOUNT}
     return [
@@ -335,7 +459,28 @@ def example_secrets() -> list[dict[str, Any]]:
             for name, keys in SECRET_KEYS.items()]
 
 
-def kustomization(namespace: str = NAMESPACE) -> dict[str, Any]:
-    """``kubectl apply -k templates/`` installs RBAC, the template and the (suspended) cron into ``namespace``."""
+def _image_name_tag(ref: str) -> tuple[str, str]:
+    name, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "")
+    return (name, tag) if name else (ref, "")
+
+
+def kustomization(namespace: str = NAMESPACE, image: str = IMAGE) -> dict[str, Any]:
+    """``kubectl apply -k templates/`` installs RBAC, the template and the (suspended) cron into ``namespace``.
+
+    ``images:`` is the one place to point every step at another image: set ``newName``/``newTag`` (or
+    ``kustomize edit set image``); ``kustomizeconfig.yaml`` teaches kustomize where our images are
+    (``script.image`` of every template and the TrainJob's ``image`` argument).
+    """
+    name, tag = _image_name_tag(image)
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
-            "resources": ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"]}
+            "resources": ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"],
+            "configurations": ["kustomizeconfig.yaml"],
+            "images": [{"name": name, "newName": name, **({"newTag": tag} if tag else {})}]}
+
+
+def kustomize_config() -> dict[str, Any]:
+    """Where the image references sit in our objects, for kustomize's ``images:`` transformer."""
+    kinds = ("WorkflowTemplate", "ClusterWorkflowTemplate", "Workflow")
+    paths = ("spec/templates/script/image", "spec/templates/container/image",
+             "spec/templates/dag/tasks/arguments/parameters/value")  # the TrainJob's image argument
+    return {"images": [{"path": p, "kind": k} for k in kinds for p in paths]}

@@ -73,8 +73,9 @@ def train_op(workspace: str, model: str, batch: int, epochs: int, gpus: int, tok
 
 @dsl.component(base_image=image(), install_kfp_package=False)
 def evaluate_op(workspace: str, base_model: str, compare_base: bool, tasks: list, limit: int, batch_size: str,
-                max_regression: float) -> str:
-    """Step 3: lm-eval on the benchmark tasks and the held-out split, base vs tuned."""
+                max_regression: float, trained: str) -> str:
+    """Step 3: lm-eval on the benchmark tasks and the held-out split, base vs tuned (``trained``: the train
+    task's result, whichever branch ran; it orders evaluate after train)."""
     import json
 
     from steps.evaluate import evaluate_model
@@ -86,16 +87,17 @@ def evaluate_op(workspace: str, base_model: str, compare_base: bool, tasks: list
 
 @dsl.component(base_image=image(), install_kfp_package=False)
 def register_op(workspace: str, address: str, port: int, name: str, version: str, format_version: str, force: bool,
-                run_name: str, run_id: str) -> str:
+                run_resource_name: str, run_id: str) -> str:
     """Step 4: register the model, its metrics and provenance in the Kubeflow Model Registry."""
     import json
 
     from steps.register import register_model
 
-    # KFP names the run's workspace PVC "<run name>-kfp-workspace": the model's URI is pvc://<that>/<path>
+    # KFP names the run's workspace PVC "<run's resource name>-kfp-workspace" (the unique name, not the display
+    # name): the model's URI is pvc://<that>/<path>
     return json.dumps(register_model(workspace=workspace, address=address, port=port, name=name, version=version,
-                                     format_version=format_version, force=force, workflow_name=run_name,
-                                     workflow_uid=run_id, pvc_claim=f"{run_name}-kfp-workspace",
+                                     format_version=format_version, force=force, workflow_name=run_resource_name,
+                                     workflow_uid=run_id, pvc_claim=f"{run_resource_name}-kfp-workspace",
                                      pipeline_name="osft-minimal-pipeline"))
 
 
@@ -105,12 +107,20 @@ def _use_secrets(task: dsl.PipelineTask, kind: str) -> None:
                                      optional=True)
 
 
+def retry_window_s(retries: int, timeout_s: int) -> int:
+    """KFP turns ``backoff_max_duration`` into Argo's ``backoff.maxDuration``, which counts from the *first*
+    attempt's start (and the SDK always sets one, default 3600 s): it must hold every attempt, or a step that
+    fails after a long run is never retried. Waits: 30 s, then doubled."""
+    return (retries + 1) * timeout_s + sum(30 * 2 ** i for i in range(retries))
+
+
 def _common(task: dsl.PipelineTask, kind: str, retries: int, timeout_s: int) -> dsl.PipelineTask:
     task.set_caching_options(False)
     kubernetes.set_image_pull_policy(task, "IfNotPresent")
     kubernetes.set_timeout(task, timeout_s)
     if retries:
-        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0, backoff_max_duration="600s")
+        task.set_retry(num_retries=retries, backoff_duration="30s", backoff_factor=2.0,
+                       backoff_max_duration=f"{retry_window_s(retries, timeout_s)}s")
     _use_secrets(task, kind)
     return task
 
@@ -128,22 +138,32 @@ def _body(p: dict[str, Any]) -> None:
                       hf_token=p["phase_01_dataset_opt_hf_token"]).set_display_name("dataset")
     _common(data, "dataset", retries=2, timeout_s=2 * 3600).set_cpu_request("2").set_memory_request("4Gi")
 
-    train = train_op(workspace=ws, model=p["phase_02_train_man_train_model"], batch=p["phase_02_train_man_train_batch"],
-                     epochs=p["phase_02_train_man_train_epochs"], gpus=p["phase_02_train_man_train_gpu"],
-                     tokens=p["phase_02_train_man_train_tokens"], unfreeze=p["phase_02_train_man_train_unfreeze"],
-                     workers=p["phase_02_train_man_train_workers"],
-                     learning_rate=p["phase_02_train_opt_learning_rate"],
-                     max_seq_len=p["phase_02_train_opt_max_seq_len"],
-                     use_liger=p["phase_02_train_opt_use_liger"],
-                     seed=p["phase_02_train_opt_seed"]).after(data).set_display_name("train")
-    _common(train, "train", retries=1, timeout_s=48 * 3600).set_cpu_request("8").set_memory_request("32Gi")
-    train.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_02_train_man_train_gpu"])
-    _gpu_scheduling(train)
+    def train_task() -> dsl.PipelineTask:
+        task = train_op(workspace=ws, model=p["phase_02_train_man_train_model"],
+                        batch=p["phase_02_train_man_train_batch"], epochs=p["phase_02_train_man_train_epochs"],
+                        gpus=p["phase_02_train_man_train_gpu"], tokens=p["phase_02_train_man_train_tokens"],
+                        unfreeze=p["phase_02_train_man_train_unfreeze"], workers=p["phase_02_train_man_train_workers"],
+                        learning_rate=p["phase_02_train_opt_learning_rate"],
+                        max_seq_len=p["phase_02_train_opt_max_seq_len"],
+                        use_liger=p["phase_02_train_opt_use_liger"],
+                        seed=p["phase_02_train_opt_seed"]).after(data).set_display_name("train")
+        _common(task, "train", retries=1, timeout_s=48 * 3600).set_cpu_request("8").set_memory_request("32Gi")
+        return task
+
+    # The GPU count is a run parameter: the GPU request, node selector and toleration apply only when it is > 0
+    # (gpu = 0 runs on any node, as the Argo template's evaluate does).
+    with dsl.If(p["phase_02_train_man_train_gpu"] > 0, name="train-on-gpus"):
+        train_gpu = train_task()
+        train_gpu.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_02_train_man_train_gpu"])
+        _gpu_scheduling(train_gpu)
+    with dsl.Else(name="train-on-cpu"):
+        train_cpu = train_task()
+    trained = dsl.OneOf(train_gpu.output, train_cpu.output)
 
     evaluate = evaluate_op(workspace=ws, base_model=p["phase_02_train_man_train_model"],
                            compare_base=p["phase_03_eval_opt_compare_base"], tasks=p["phase_03_eval_man_eval_tasks"],
                            limit=p["phase_03_eval_opt_limit"], batch_size=p["phase_03_eval_opt_batch"],
-                           max_regression=p["phase_03_eval_opt_max_regression"]).after(train).set_display_name(
+                           max_regression=p["phase_03_eval_opt_max_regression"], trained=trained).set_display_name(
         "evaluate")
     _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request("4").set_memory_request("16Gi")
     evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_03_eval_opt_gpu"])
@@ -154,7 +174,8 @@ def _body(p: dict[str, Any]) -> None:
                                port=p["phase_04_registry_opt_port"], name=p["phase_04_registry_man_reg_name"],
                                version=p["phase_04_registry_man_reg_version"],
                                format_version=p["phase_04_registry_opt_format_version"],
-                               force=p["phase_04_registry_opt_force"], run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                               force=p["phase_04_registry_opt_force"],
+                               run_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).after(evaluate).set_display_name("register")
         _common(register, "register", retries=3, timeout_s=1800)
 

@@ -24,9 +24,19 @@ name (``HF_TOKEN``…); missing + ``optional`` → omitted, missing + required �
 local environment's secret variables are *not* inherited otherwise, so only what the template maps
 reaches a step.
 
-Features that cannot run here (resource, suspend, steps, http, plugin templates; withItems; input
+**What a cluster refuses is refused here.** Before the first task the runner checks the template as the
+cluster would (``workflows.argo.lint.cluster_errors``): against the full Argo CRDs as written, every string
+through Argo's template engine (a tag ends at the first ``}}``), and every Pod and resource manifest
+rendered with this run's parameters (``podSpecPatch`` merged, resources, volumes) through
+kubernetes-validate; on the pipeline's own template also the lint's other rules (``policy_errors``).
+Each task's Pod is rendered and validated again with its real inputs before it runs.
+
+The workspace PVC's ``resource`` template (create/apply, delete) is rendered and validated; creating it
+means the local workspace folder, deleting it keeps the folder. Other features that cannot run here
+(other resource templates such as a TrainJob, suspend, steps, http, plugin templates; withItems; input
 artifacts; sidecars…) fail with an error naming the feature, or are skipped when a ``when`` says so.
-Scheduling fields (resources, nodeSelector, tolerations, retryStrategy, podGC, …) are ignored.
+Scheduling fields (nodeSelector, tolerations, retryStrategy, podGC, securityContext, …) are validated with
+the Pod but not applied.
 """
 
 import difflib
@@ -59,7 +69,8 @@ class LocalRunner(TagRenderer, PodExecutor):
 
     def __init__(self, doc: Mapping[str, Any], workspace: str | os.PathLike[str], *, template_path: str = "",
                  overrides: Mapping[str, str] | None = None, validator: Validator | None = None,
-                 from_step: str = "", listener: Listener | None = None, python: str = sys.executable) -> None:
+                 from_step: str = "", listener: Listener | None = None, python: str = sys.executable,
+                 check_cluster: bool = True) -> None:
         self.doc = doc
         self.spec: Mapping[str, Any] = doc.get("spec") or {}
         self.templates: dict[str, Mapping[str, Any]] = {t["name"]: t for t in self.spec.get("templates") or []}
@@ -70,6 +81,7 @@ class LocalRunner(TagRenderer, PodExecutor):
         self.overrides = dict(overrides or {})
         self.validator = validator if validator is not None else default_validator(doc)
         self.template_path = template_path
+        self.check_cluster = check_cluster
         self._proc: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -165,6 +177,7 @@ class LocalRunner(TagRenderer, PodExecutor):
                                f"tasks are {', '.join(order)}")
             previous = read_run(self.workspace)
         params = self._resolve_arguments(previous)
+        self._cluster_check(params)
         if not previous:
             self._fresh_workspace()
         self.workspace.mkdir(parents=True, exist_ok=True)
@@ -215,6 +228,20 @@ class LocalRunner(TagRenderer, PodExecutor):
             raise KeyboardInterrupt
         return state
 
+    def _cluster_check(self, params: Mapping[str, str]) -> None:
+        """Refuse, before anything runs, a template a cluster would refuse (see the module docstring)."""
+        if not self.check_cluster:
+            return
+        from workflows.argo.lint import cluster_errors, policy_errors
+        from workflows.argo.pipeline import NAME
+
+        errors = cluster_errors(dict(self.doc), values=params)
+        if (self.doc.get("metadata") or {}).get("name") == NAME:  # the pipeline's template: every lint rule
+            errors += [e for e in policy_errors(dict(self.doc)) if e not in errors]
+        if errors:
+            more = f" (and {len(errors) - 1} more: `osft-pipeline lint` lists them)" if len(errors) > 1 else ""
+            raise RunError(f"a cluster would refuse this template: {errors[0]}{more}")
+
     def _fresh_workspace(self) -> None:
         """A new run gets an empty workspace, as Argo gives each workflow a new volume.
 
@@ -238,11 +265,14 @@ class LocalRunner(TagRenderer, PodExecutor):
                                     "volumeClaimGC", "parallelism", "nodeSelector", "tolerations", "affinity",
                                     "podMetadata", "artifactRepositoryRef", "retryStrategy") if k in self.spec]
         notes = [f"ignored locally (cluster-only settings): spec.{', spec.'.join(ignored_spec)}"] * bool(ignored_spec)
-        ignored_tmpl = sorted({k for t in self.templates.values() for k in t if k in (
-            "nodeSelector", "tolerations", "affinity", "retryStrategy", "podSpecPatch", "metadata",
-            "serviceAccountName", "securityContext", "synchronization", "priorityClassName", "memoize")} |
+        validated = sorted({k for t in self.templates.values() for k in t if k in (
+            "nodeSelector", "tolerations", "affinity", "podSpecPatch", "securityContext", "priorityClassName")} |
             {"resources" for t in self.templates.values()
              if (t.get("script") or t.get("container") or {}).get("resources")})
+        if validated:
+            notes.append(f"validated but not applied locally (pod settings): templates' {', '.join(validated)}")
+        ignored_tmpl = sorted({k for t in self.templates.values() for k in t if k in (
+            "retryStrategy", "metadata", "serviceAccountName", "synchronization", "memoize")})
         if ignored_tmpl:
             notes.append(f"ignored locally (scheduling settings): templates' {', '.join(ignored_tmpl)}")
         return notes

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from steps.common.errors import StepError
 from steps.common.secrets import SECRET_ENV_VARS, scrub
 from workflows.argo.expr import render
@@ -23,6 +25,7 @@ from workflows.local.state import LOGS, RunState, TaskState
 from workflows.local.template import RunError
 
 _UNSUPPORTED_TEMPLATE = ("resource", "suspend", "steps", "http", "plugin", "data", "containerSet")
+_WORKSPACE_PVC_ACTIONS = ("create", "apply", "delete")
 _UNSUPPORTED_POD = ("initContainers", "sidecars")
 
 
@@ -56,7 +59,7 @@ class _Pod:
 class PodExecutor:
     """Mixin of :class:`~workflows.local.engine.LocalRunner`: runs a script/container template as a subprocess.
 
-    Needs ``self.workspace``, ``self.volumes``, ``self.python``, ``self.spec``, ``self.listener`` and the
+    Needs ``self.doc``, ``self.workspace``, ``self.volumes``, ``self.python``, ``self.spec``, ``self.listener`` and the
     tag rendering of :class:`~workflows.local.render.TagRenderer`.
     """
 
@@ -66,7 +69,11 @@ class PodExecutor:
         t.log = f"{LOGS}/{t.name}.log"
         state.save()
         self.listener(state, t.name)
+        if "resource" in tmpl and self._is_workspace_pvc(tmpl):
+            self._workspace_resource(state, t, tmpl, inputs)
+            return
         try:
+            self._check_pod(state, t, tmpl, inputs)
             cmd, env, cwd, pod = self._prepare(state, t, tmpl, inputs)
         except StepError as exc:
             t.phase, t.message, t.finished = "Error", str(exc), time.time()
@@ -92,6 +99,79 @@ class PodExecutor:
             t.phase, t.message = "Failed", str(exc)
             return
         t.phase = "Succeeded"
+
+    def _global_values(self, state: RunState) -> dict[str, str]:
+        from workflows.argo import podspec
+
+        values = podspec.workflow_values(self.doc, state.parameters, name=state.name)
+        values.update({"workflow.uid": state.uid, "workflow.namespace": state.namespace})
+        return values
+
+    def _check_pod(self, state: RunState, t: TaskState, tmpl: Mapping[str, Any], inputs: dict[str, str]) -> None:
+        """Render the Pod the cluster would create (podSpecPatch merged, resources, volumes) and validate it as the
+        API server would, although nothing of it is applied here: what a cluster refuses is refused locally."""
+        if not (tmpl.get("script") or tmpl.get("container")):
+            return
+        from workflows.argo import podspec
+
+        try:
+            pod = podspec.pod_for(self.doc, tmpl, self._global_values(state), inputs)
+        except podspec.RenderError as exc:
+            raise RunError(f"task {t.name!r}: {exc} (Argo would fail this pod)") from None
+        errors = podspec.k8s_errors(pod, podspec.K8S_VERSIONS[-1:])
+        if errors:
+            raise RunError(f"task {t.name!r}: the cluster would refuse its pod: {errors[0]}")
+
+    def _is_workspace_pvc(self, tmpl: Mapping[str, Any]) -> bool:
+        res = tmpl.get("resource") or {}
+        return res.get("action") in _WORKSPACE_PVC_ACTIONS and "kind: PersistentVolumeClaim" in str(
+            res.get("manifest", "")) and "workspace" in getattr(self, "volumes", {})
+
+    def _workspace_resource(self, state: RunState, t: TaskState, tmpl: Mapping[str, Any],
+                            inputs: dict[str, str]) -> None:
+        """The workspace PVC's resource template: its manifest is rendered and validated (kubernetes-validate,
+        strict) as the cluster would take it, and must name the claim the workspace volume mounts. Creating it
+        means the local workspace folder; deleting it keeps the folder (locally it is the run's record)."""
+        from workflows.argo import podspec
+
+        res = tmpl["resource"]
+        where = f"task {t.name}"
+        try:
+            manifest = podspec.resource_manifest(tmpl, self._global_values(state), inputs)
+            if not isinstance(manifest, dict) or manifest.get("kind") != "PersistentVolumeClaim":
+                raise RunError(f"{where}: resource.manifest does not render to a PersistentVolumeClaim")
+            errors = podspec.k8s_errors(manifest, podspec.K8S_VERSIONS[-1:])
+            if errors:
+                raise RunError(f"{where}: the cluster would refuse the workspace PVC: {errors[0]}")
+            claim = self._workspace_claim(state)
+            name = (manifest.get("metadata") or {}).get("name")
+            if claim is not None and name != claim:
+                raise RunError(f"{where}: the manifest names PVC {name!r} but the workspace volume mounts {claim!r}")
+        except (StepError, podspec.RenderError) as exc:
+            t.phase, t.message, t.finished = "Error", str(exc), time.time()
+            (self.workspace / t.log).write_text(f"error: {exc}\n", encoding="utf-8")
+            return
+        if res["action"] == "delete":
+            note = f"{t.name}: PVC {name} not deleted locally: the workspace folder is the run's record"
+            msg = "validated; the local workspace folder is kept"
+        else:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+            size = ((manifest.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+            note = f"{t.name}: PVC {name} ({size}) is the local workspace folder {self.workspace}"
+            msg = f"validated; workspace folder {self.workspace}"
+        if note not in state.notes:
+            state.notes.append(note)
+        (self.workspace / t.log).write_text(f"# {res['action']} {manifest['kind']}/{name}: {msg}\n"
+                                            + yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        t.phase, t.message, t.exit_code, t.finished = "Succeeded", msg, 0, time.time()
+
+    def _workspace_claim(self, state: RunState) -> str | None:
+        """The rendered claimName of the workflow volume named ``workspace`` (None when it is not a PVC)."""
+        from workflows.argo import podspec
+
+        vol = next((v for v in self.spec.get("volumes") or [] if v.get("name") == "workspace"), None)
+        claim = ((vol or {}).get("persistentVolumeClaim") or {}).get("claimName")
+        return podspec.render_value(claim, self._global_values(state), "spec.volumes[workspace]") if claim else None
 
     def _prepare(self, state: RunState, t: TaskState, tmpl: Mapping[str, Any],
                  inputs: dict[str, str]) -> tuple[list[str], dict[str, str], str, _Pod]:

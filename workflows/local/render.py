@@ -1,17 +1,18 @@
 """Argo's tag substitution as the local engine applies it: ``{{workflow.*}}``, ``{{inputs.*}}``,
-``{{tasks.X.outputs.*}}`` and ``{{= expression }}`` tags, and template inputs with their defaults."""
+``{{tasks.X.outputs.*}}`` and ``{{= expression }}`` tags, and template inputs with their defaults.
+
+Strings are cut exactly as Argo's template engine (fasttemplate) cuts them: a tag ends at the first ``}}``,
+so a tag that would be truncated on the cluster is truncated here too and fails the same way."""
 
 import json
-import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from workflows.argo import fasttemplate
 from workflows.argo.expr import ExprError, eval_expression, render
 from workflows.local.state import RunState, _iso
 from workflows.local.template import RunError
-
-_PLACEHOLDER = re.compile(r"\{\{\s*(=?)\s*(.*?)\s*\}\}", re.S)
 
 
 class TagRenderer:
@@ -67,15 +68,16 @@ class TagRenderer:
         raise RunError(f"{where}: cannot resolve {{{{{joined}}}}}")
 
     def _substitute(self, text: str, ctx: Mapping[str, Any], where: str) -> str:
-        def one(m: re.Match[str]) -> str:
-            if m.group(1) == "=":
-                try:
-                    return render(eval_expression(m.group(2), lambda p: _typed(self._lookup(p, ctx, where))))
-                except ExprError as exc:
-                    raise RunError(f"{where}: {exc}") from None
-            return self._lookup(m.group(2).split("."), ctx, where)
+        def evaluate(expr: str) -> Any:
+            try:
+                return eval_expression(expr, lambda p: _typed(self._lookup(p, ctx, where)))
+            except ExprError as exc:
+                raise RunError(f"{where}: {exc}") from None
 
-        return _PLACEHOLDER.sub(one, text)
+        try:
+            return fasttemplate.render(text, lambda name: self._lookup(name.split("."), ctx, where), evaluate)
+        except fasttemplate.TemplateError as exc:  # a {{ with no }}: Argo refuses the whole template
+            raise RunError(f"{where}: {exc}") from None
 
     def _inputs(self, tmpl: Mapping[str, Any], given: Mapping[str, str], task: str,
                 state: RunState | None = None) -> dict[str, str]:

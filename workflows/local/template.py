@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from steps.common.errors import StepError
+from workflows.argo import goyaml
 from workflows.argo.expr import render
 
 Validator = Callable[[dict[str, str]], dict[str, str]]
@@ -25,8 +26,8 @@ def load_template(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise RunError(f"template {p} not found: run `make compile` (or pass --template PATH)")
-    try:
-        docs = [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d]
+    try:  # read as the Kubernetes API server reads YAML (an unquoted 5e-06 is a float there)
+        docs = [d for d in goyaml.load_all(p.read_text(encoding="utf-8")) if d]
     except yaml.YAMLError as exc:
         raise RunError(f"template {p} is not valid YAML: {' '.join(str(exc).split())[:200]}") from None
     for doc in docs:

@@ -59,3 +59,33 @@ def test_expression_tags() -> None:
     assert eval_expression("tasks['e-1'].outputs.result + '!'", lookup) == "ok!"
     with pytest.raises(ExprError, match=r"function sprig.upper\(\) is not supported"):
         eval_expression("sprig.upper(workflow.name)", lookup)
+
+
+def test_expression_literals_to_json_and_short_circuit() -> None:
+    from workflows.argo.expr import go_json, go_sprint, identifiers, parse_expression, render
+
+    expr = ('asInt(workflow.parameters.g) > 0 ? toJson({"containers": [{"name": "main", "n": '
+            'string(asInt(workflow.parameters.g)) } ], "lr": 5e-06 }) : toJson({ })')
+    assert identifiers(parse_expression(expr)) == ["workflow.parameters.g"]
+    assert eval_expression(expr, lambda p: "8") == '{"containers":[{"n":"8","name":"main"}],"lr":0.000005}'
+    assert eval_expression(expr, lambda p: "0") == "{}"
+    # only the branch taken is evaluated (expr-lang): asInt('x') in the other branch does not fail
+    assert eval_expression("true ? 'a' : asInt('x')", lambda p: "") == "a"
+    with pytest.raises(ExprError, match=r"asInt\('x'\): not an integer"):
+        eval_expression("asInt('x')", lambda p: "")
+    assert eval_expression("workflow.parameters.v ?? 'd'", lambda p: None) == "d"
+    assert go_json({"b": 1.0, "a": "<x>"}) == '{"a":"\\u003cx\\u003e","b":1}' and go_sprint(5e-06) == "5e-06"
+    assert render([1, "a"]) == '[1,"a"]' and render(0.5) == "0.5" and render(True) == "true"
+
+
+def test_fasttemplate_ends_a_tag_at_the_first_closing_pair() -> None:
+    from workflows.argo.fasttemplate import Tag, TemplateError, render, split, tag_problems
+
+    parts = split("a{{x}}b{{= '{\"k\": {\"v\": 1}}' }}c")
+    assert parts[0] == "a" and parts[1] == Tag("x", 1, 6) and parts[2] == "b"
+    assert parts[3].text == "= '{\"k\": {\"v\": 1" and parts[4] == "' }}c"  # cut inside the JSON literal
+    with pytest.raises(TemplateError, match="has no '}}' after it"):
+        split("x {{y")
+    assert render("{{ a }}-{{=1 + 1}}", lambda n: n.upper(), lambda e: eval_expression(e, lambda p: "")) == "A-2"
+    assert tag_problems("{{ =x}}", lambda n: None if n == "=x" else "no") == []  # ' =x' is a plain name in Argo
+    assert tag_problems("{{a}} }}", lambda n: None) != []  # a stray '}}' is reported

@@ -3,7 +3,6 @@
 import copy
 import gzip
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 import yaml
 
 from workflows.argo import compile as comp
-from workflows.argo import lint
+from workflows.argo import lint, pipeline
 from workflows.argo.pipeline import SECRET_KEYS, build_cron, build_template
 from workflows.params import PARAMS, to_text
 
@@ -80,8 +79,8 @@ def test_strict_schema_catches_typos_and_v4_rules(wt: dict[str, Any], cron: dict
     _tasks(bad)["dataset"]["dependz"] = "preflight"
     assert any("'dependz' was unexpected" in e for e in lint.schema_errors(bad))
     bad = copy.deepcopy(wt)
-    bad["spec"]["volumeClaimTemplates"][0]["spec"]["accessModes"] = "ReadWriteMany"
-    assert any("accessModes" in e and "array" in e for e in lint.schema_errors(bad))
+    bad["spec"]["volumes"][0]["persistentVolumeClaim"]["readOnly"] = "yes"
+    assert any("readOnly" in e and "boolean" in e for e in lint.schema_errors(bad))
     old = copy.deepcopy(cron)
     old["spec"]["schedule"] = old["spec"].pop("schedules")[0]
     errs = lint.schema_errors(old)
@@ -111,9 +110,10 @@ def test_core_objects_validate_with_kubernetes_validate_strict(wt: dict[str, Any
     pytest.importorskip("kubernetes_validate")
     docs = [d for f in ("rbac.yaml", "secrets.example.yaml") for d in comp.load_docs(comp.TEMPLATES_DIR / f)]
     core = lint.core_objects(wt)
-    assert {d["kind"] for d in core} == {"PersistentVolumeClaim", "Pod"} and len(core) == 8
+    kinds = sorted(d["kind"] for d in core)
+    assert kinds == ["PersistentVolumeClaim"] * 2 + ["Pod"] * 7  # the workspace PVC (create, delete) + 7 pods
     assert lint.k8s_errors(docs + core) == []
-    bad = copy.deepcopy(core[0])
+    bad = copy.deepcopy(next(d for d in core if d["kind"] == "PersistentVolumeClaim" and "spec" in d))
     bad["spec"]["storageClass"] = "nfs"
     assert "storageClass" in lint.k8s_errors([bad])[0]
 
@@ -203,8 +203,9 @@ def test_arguments_carry_values_from_params_with_bool_enums(wt: dict[str, Any]) 
 
 def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     tasks = _tasks(wt)
-    assert list(tasks) == ["preflight", "dataset", "train", "train-trainjob", "evaluate", "register"]
-    assert "depends" not in tasks["preflight"] and tasks["dataset"]["depends"] == "preflight"
+    assert list(tasks) == ["workspace-pvc", "preflight", "dataset", "train", "train-trainjob", "evaluate", "register"]
+    assert "depends" not in tasks["workspace-pvc"] and tasks["preflight"]["depends"] == "workspace-pvc"
+    assert tasks["dataset"]["depends"] == "preflight"
     assert tasks["train"]["depends"] == tasks["train-trainjob"]["depends"] == "dataset"
     assert tasks["evaluate"]["depends"] == "train && train-trainjob" and tasks["register"]["depends"] == "evaluate"
     assert tasks["train"]["when"] == "'{{tasks.preflight.outputs.parameters.train_mode}}' == 'single'"
@@ -215,6 +216,8 @@ def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     assert exit_args["status"] == "{{workflow.status}}"
     outs = {p["name"] for p in _tmpl(wt, "record-status")["outputs"]["parameters"]}
     assert {"final_loss", "eval_gate", "registration_status"} <= outs
+    delete = _tasks(wt, "exit-handler")["delete-workspace"]
+    assert delete["depends"] == "record-status" and delete["when"] == "'{{workflow.status}}' == 'Succeeded'"
 
 
 def test_each_parameter_reaches_the_step_argument_it_names(wt: dict[str, Any]) -> None:
@@ -246,21 +249,32 @@ def test_runner_templates_call_the_step_functions(wt: dict[str, Any]) -> None:
             assert t["script"]["resources"]["requests"]["cpu"] and t["script"]["resources"]["requests"]["memory"]
 
 
-def test_gpus_secrets_retries_and_workspace(wt: dict[str, Any]) -> None:
-    train, ev = _tmpl(wt, "train"), _tmpl(wt, "evaluate")
-    gpu = "{{workflow.parameters.phase_02_train_man_train_gpu}}"
-    assert train["script"]["resources"]["limits"]["nvidia.com/gpu"] == gpu
-    assert train["script"]["resources"]["requests"]["nvidia.com/gpu"] == gpu
-    assert ev["script"]["resources"]["limits"]["nvidia.com/gpu"] == "{{workflow.parameters.phase_03_eval_opt_gpu}}"
-    # the GPU node selector applies exactly when the evaluate pod asks for GPUs (default 1)
-    from workflows.argo.expr import eval_expression, render
+def _pod(wt: dict[str, Any], name: str, **values: str) -> dict[str, Any]:
+    objs, errors = lint.rendered_objects(wt, values)
+    assert errors == []
+    return next(o for o in objs if o["kind"] == "Pod" and o["metadata"]["name"].endswith(f"-{name}"))
 
-    expr = ev["podSpecPatch"].removeprefix("{{=").removesuffix("}}")
-    for gpus, patch in (("1", {"nodeSelector": {"nvidia.com/gpu.present": "true"}}), ("0", {})):
-        value = eval_expression(expr, lambda path, g=gpus: g if path[-1] == "phase_03_eval_opt_gpu" else None)
-        assert json.loads(render(value)) == patch
-    assert ev["tolerations"][0]["key"] == "nvidia.com/gpu"
 
+@pytest.mark.parametrize("gpus", ["0", "1", "8"])
+def test_gpu_counts_reach_the_pods_through_pod_spec_patch(wt: dict[str, Any], gpus: str) -> None:
+    """No tag in any quantity field (the API server refuses it); the rendered Pods carry the GPU count."""
+    for t in wt["spec"]["templates"]:
+        for res in ((t.get("script") or {}).get("resources") or {}).values():
+            assert all("{{" not in str(v) for v in res.values()), t["name"]
+    train = _pod(wt, "train", phase_02_train_man_train_gpu=gpus)
+    ev = _pod(wt, "evaluate", phase_03_eval_opt_gpu=gpus)
+    for pod in (train, ev):
+        res = pod["spec"]["containers"][0]["resources"]
+        assert res["limits"].get("nvidia.com/gpu") == (gpus if gpus != "0" else None)
+        assert res["requests"].get("nvidia.com/gpu") == (gpus if gpus != "0" else None)
+        assert res["requests"]["cpu"] and res["limits"]["memory"]  # the static resources survive the merge
+    # the GPU node selector applies exactly when the evaluate pod asks for GPUs; train keeps a long grace period
+    assert ev["spec"].get("nodeSelector") == ({"nvidia.com/gpu.present": "true"} if gpus != "0" else None)
+    assert train["spec"]["terminationGracePeriodSeconds"] == pipeline.TRAIN_GRACE_S
+    assert ev["spec"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+def test_secrets_retries_and_deadlines(wt: dict[str, Any]) -> None:
     def secrets(name: str) -> set[str]:
         env = _tmpl(wt, name)["script"].get("env") or []
         return {e["valueFrom"]["secretKeyRef"]["name"] for e in env if "valueFrom" in e}
@@ -269,24 +283,50 @@ def test_gpus_secrets_retries_and_workspace(wt: dict[str, Any]) -> None:
     assert secrets("train") == {"hf-token", "oci-pull-secret-model-download"}
     assert secrets("evaluate") == {"hf-token"}
     assert secrets("train-trainjob") == {"kubernetes-credentials"}
-    for name in ("dataset", "train", "evaluate", "register", "train-trainjob"):
-        r = _tmpl(wt, name)["retryStrategy"]
-        assert r["limit"] >= 2 and r["backoff"]["duration"] and r["backoff"]["factor"] == 2
-    assert "retryStrategy" not in _tmpl(wt, "preflight")  # deterministic: fail fast
-    pvc = wt["spec"]["volumeClaimTemplates"][0]
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert pvc["spec"]["resources"]["requests"]["storage"] == "{{workflow.parameters.phase_00_workspace_opt_size}}"
-    assert pvc["spec"]["storageClassName"] == "{{workflow.parameters.phase_00_workspace_opt_storage_class}}"
+    for t in wt["spec"]["templates"]:
+        if "dag" in t:
+            continue
+        r = t["retryStrategy"]  # every pod retries: an eviction must not end a multi-day run
+        assert r["limit"] >= 2 and r["backoff"]["factor"] == 2, t["name"]
+        assert "maxDuration" not in r["backoff"] and "cap" not in r["backoff"], t["name"]  # cap: Argo >= 3.7 only
+        assert t["activeDeadlineSeconds"] >= pipeline.PULL_ALLOWANCE_S, t["name"]
+    for name in ("preflight", "record-status", "workspace-pvc"):
+        assert _tmpl(wt, name)["retryStrategy"]["retryPolicy"] == "OnError"  # a bad parameter still fails fast
+    assert wt["spec"]["activeDeadlineSeconds"] >= lint._longest_path_s(wt, "pipeline")
+
+
+def test_workspace_pvc_is_created_by_a_resource_template_owned_by_the_workflow(wt: dict[str, Any]) -> None:
     spec = wt["spec"]
-    assert spec["volumeClaimGC"]["strategy"] and spec["podGC"]["strategy"] and spec["ttlStrategy"]
-    assert spec["activeDeadlineSeconds"] > 0 and spec["serviceAccountName"] == "osft-pipeline"
+    assert "volumeClaimTemplates" not in spec and "volumeClaimGC" not in spec
+    vol = next(v for v in spec["volumes"] if v["name"] == "workspace")
+    assert vol["persistentVolumeClaim"]["claimName"] == "{{workflow.name}}-workspace"
+    res = _tmpl(wt, "workspace-pvc")["resource"]
+    assert res["action"] == "apply" and res["setOwnerReference"] is True
+    objs, errors = lint.rendered_objects(wt, {"phase_00_workspace_opt_size": "2Ti",
+                                              "phase_00_workspace_opt_storage_class": ""})
+    pvc = next(o for o in objs if o["kind"] == "PersistentVolumeClaim" and "spec" in o)
+    assert errors == [] and pvc["metadata"]["name"] == "osft-minimal-pipeline-abcde-workspace"
+    assert pvc["spec"] == {"accessModes": ["ReadWriteMany"], "storageClassName": "",
+                           "resources": {"requests": {"storage": "2Ti"}}}
+    delete = _tmpl(wt, "delete-workspace")["resource"]
+    assert delete["action"] == "delete" and "--ignore-not-found" in delete["flags"]
+    assert spec["podGC"]["strategy"] and spec["ttlStrategy"]["secondsAfterFailure"] > 0
+    assert spec["serviceAccountName"] == "osft-pipeline"
+
+
+def test_pods_run_non_root_with_fs_group(wt: dict[str, Any]) -> None:
+    for name in ("preflight", "dataset", "train", "evaluate", "register", "record-status", "train-trainjob"):
+        sc = _pod(wt, name)["spec"]["securityContext"]
+        assert sc["runAsNonRoot"] is True and sc["runAsUser"] == sc["fsGroup"] == pipeline.IMAGE_UID, name
+        assert sc["fsGroupChangePolicy"] == "OnRootMismatch", name
 
 
 def test_trainjob_task_is_owned_by_the_workflow_and_mounts_its_pvc(wt: dict[str, Any]) -> None:
     args = {p["name"]: p["value"] for p in _tasks(wt)["train-trainjob"]["arguments"]["parameters"]}
-    assert args["pvc_claim"] == "{{workflow.name}}-workspace"  # Argo names volumeClaimTemplates PVCs so
+    assert args["pvc_claim"] == "{{workflow.name}}-workspace" == pipeline.WORKSPACE_CLAIM
     assert args["owner_uid"] == "{{workflow.uid}}" and args["namespace"] == "{{workflow.namespace}}"
     assert args["workers"] == "{{workflow.parameters.phase_02_train_man_train_workers}}"
+    assert lint.trainjob_errors(wt) == []  # the TrainJob it creates validates against the Trainer CRD
 
 
 def test_artifacts_variant_exports_optional_unarchived_artifacts() -> None:
@@ -311,9 +351,12 @@ def test_cron_workflow(cron: dict[str, Any]) -> None:
 def test_install_manifests() -> None:
     kust = comp.load_docs(comp.TEMPLATES_DIR / "kustomization.yaml")[0]
     assert kust["resources"] == ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"]
+    assert kust["images"] == [{"name": "quay.io/osft-pipeline/osft-pipeline",
+                               "newName": "quay.io/osft-pipeline/osft-pipeline", "newTag": "0.1.0"}]
     rbac = {d["kind"]: d for d in comp.load_docs(comp.TEMPLATES_DIR / "rbac.yaml")}
     rules = {r["resources"][0]: set(r["verbs"]) for r in rbac["Role"]["rules"]}
     assert {"create", "get", "delete"} <= rules["trainjobs"] and {"create", "patch"} <= rules["workflowtaskresults"]
+    assert {"create", "get", "patch", "delete"} <= rules["persistentvolumeclaims"]  # kubectl apply / delete
     subject = rbac["RoleBinding"]["subjects"][0]
     assert subject["name"] == rbac["ServiceAccount"]["metadata"]["name"] and subject["namespace"] == kust["namespace"]
     secrets = {d["metadata"]["name"]: d for d in comp.load_docs(comp.TEMPLATES_DIR / "secrets.example.yaml")}

@@ -67,11 +67,12 @@ def test_inputs_reach_the_same_step_arguments_as_on_argo(docs: list[dict]) -> No
         return task["inputs"]["parameters"][arg]["componentInputParameter"].removeprefix("pipelinechannel--")
 
     assert src(tasks["dataset-op"], "seed") == "phase_01_dataset_opt_seed"
-    assert src(tasks["train-op"], "seed") == "phase_02_train_opt_seed"
+    for comp, task in (("comp-condition-2", "train-op"), ("comp-condition-3", "train-op-2")):  # GPU / CPU branch
+        assert src(ir["components"][comp]["dag"]["tasks"][task], "seed") == "phase_02_train_opt_seed"
     assert src(tasks["evaluate-op"], "batch_size") == "phase_03_eval_opt_batch"
     assert src(tasks["evaluate-op"], "limit") == "phase_03_eval_opt_limit"
     assert src(tasks["evaluate-op"], "compare_base") == "phase_03_eval_opt_compare_base"
-    register = ir["components"]["comp-condition-1"]["dag"]["tasks"]["register-op"]
+    register = ir["components"]["comp-condition-4"]["dag"]["tasks"]["register-op"]
     assert src(register, "format_version") == "phase_04_registry_opt_format_version"
     assert src(register, "force") == "phase_04_registry_opt_force"
 
@@ -111,20 +112,61 @@ def test_gpus_scheduling_workspace_and_registry_condition(docs: list[dict]) -> N
     ws = platform["pipelineConfig"]["workspace"]
     assert ws["size"] == "50Gi" and ws["kubernetes"]["pvcSpecPatch"]["accessModes"] == ["ReadWriteMany"]
     tasks = ir["root"]["dag"]["tasks"]
-    cond = tasks["condition-1"]["triggerPolicy"]["condition"]
+    cond = tasks["condition-4"]["triggerPolicy"]["condition"]
     assert cond == "inputs.parameter_values['pipelinechannel--phase_04_registry_man_address'] != ''"
-    assert tasks["train-op"]["dependentTasks"] == ["dataset-op"]
-    assert tasks["evaluate-op"]["dependentTasks"] == ["train-op"]
+    assert tasks["evaluate-op"]["dependentTasks"] == ["condition-branches-1"]  # after whichever train ran
     assert tasks["dataset-op"]["retryPolicy"]["maxRetryCount"] == 2
-    for name in ("dataset-op", "train-op", "evaluate-op"):
+    for name in ("dataset-op", "evaluate-op"):
         assert tasks[name]["cachingOptions"] == {}, name  # caching off: every run trains afresh
+
+
+def test_train_without_gpus_runs_without_the_gpu_node_selector(docs: list[dict]) -> None:
+    """Defect 9: with phase_02_train_man_train_gpu = 0 the train task must not be pinned to GPU nodes."""
+    ir, platform = docs[0], docs[1]["platforms"]["kubernetes"]
+    branches = ir["components"]["comp-condition-branches-1"]["dag"]["tasks"]
+    gpu, cpu = branches["condition-2"], branches["condition-3"]
+    assert gpu["triggerPolicy"]["condition"] == \
+        "int(inputs.parameter_values['pipelinechannel--phase_02_train_man_train_gpu']) > 0"
+    assert cpu["triggerPolicy"]["condition"].startswith("!(") and gpu["taskInfo"]["name"] == "train-on-gpus"
+    cpu_exec = platform["deploymentSpec"]["executors"]["exec-train-op-2"]
+    assert "nodeSelector" not in cpu_exec and "tolerations" not in cpu_exec
+    assert "accelerator" not in (ir["deploymentSpec"]["executors"]["exec-train-op-2"]["container"].get("resources")
+                                 or {})
+    for comp, task in (("comp-condition-2", "train-op"), ("comp-condition-3", "train-op-2")):
+        spec = ir["components"][comp]["dag"]["tasks"][task]
+        assert spec["taskInfo"]["name"] == "train" and spec["cachingOptions"] == {}
+
+
+def test_register_names_the_run_workspace_pvc_by_the_unique_resource_name(docs: list[dict]) -> None:
+    """Defect 9: KFP names the workspace PVC after the run's resource name, not its display name."""
+    reg = docs[0]["components"]["comp-condition-4"]["dag"]["tasks"]["register-op"]["inputs"]["parameters"]
+    assert reg["run_resource_name"]["runtimeValue"]["constant"] == "{{$.pipeline_job_resource_name}}"
+    assert "{{$.pipeline_job_name}}" not in GOLDEN.read_text()
+
+
+def test_kfp_retry_window_holds_every_attempt(docs: list[dict]) -> None:
+    """KFP turns backoffMaxDuration into Argo's maxDuration (counted from the first attempt): it must hold every
+    attempt of the task, or a long step is never retried (defect 3 on the KFP side)."""
+    ir, platform = docs[0], docs[1]["platforms"]["kubernetes"]
+    timeouts = {k: int(v["activeDeadlineSeconds"]) for k, v in platform["deploymentSpec"]["executors"].items()}
+    found = 0
+    for comp in [ir["root"], *ir["components"].values()]:
+        for task in ((comp.get("dag") or {}).get("tasks") or {}).values():
+            policy = task.get("retryPolicy")
+            if not policy:
+                continue
+            executor = ir["components"][task["componentRef"]["name"]]["executorLabel"]
+            window = int(policy["backoffMaxDuration"].rstrip("s"))
+            assert window >= (policy["maxRetryCount"] + 1) * timeouts[executor], task["taskInfo"]["name"]
+            found += 1
+    assert found == 5  # dataset, train (both branches), evaluate, register
 
 
 def test_components_run_the_step_functions_without_installs(docs: list[dict]) -> None:
     for name, ex in docs[0]["deploymentSpec"]["executors"].items():
         script = " ".join(ex["container"]["command"])
         assert "pip install" not in script, name
-        step = name.removeprefix("exec-").removesuffix("-op")
+        step = name.removeprefix("exec-").removesuffix("-2").removesuffix("-op")
         assert f"from steps.{step} import" in script, name
 
 

@@ -221,7 +221,9 @@ def test_nested_dag_exit_handler_with_output_dir(tmp_path: Path) -> None:
 
 
 def test_unsupported_features_fail_clearly(tmp_path: Path) -> None:
-    resource = {"name": "trainjob", "resource": {"action": "create", "manifest": "kind: TrainJob"}}
+    manifest = ("apiVersion: trainer.kubeflow.org/v1alpha1\nkind: TrainJob\nmetadata: {name: tj}\n"
+                "spec: {runtimeRef: {name: torch-distributed}}\n")
+    resource = {"name": "trainjob", "resource": {"action": "create", "manifest": manifest}}
     ok = py("ok", "print(1)")
     skipped = doc([{"name": "tj", "template": "trainjob", "when": "'{{workflow.parameters.workers}}' != '1'"},
                    {"name": "ok", "template": "ok", "depends": "tj"}], [resource, ok], {"workers": "1"})
@@ -237,8 +239,11 @@ def test_unsupported_features_fail_clearly(tmp_path: Path) -> None:
     state = LocalRunner(bad_when, tmp_path / "d").run()
     assert state.tasks["w"].phase == "Error" and "bare word 'a'" in state.error
     unresolved = doc([{"name": "u", "template": "ok", "when": "'{{workflow.parameters.nope}}' == ''"}], [ok])
-    state = LocalRunner(unresolved, tmp_path / "e").run()
-    assert "cannot resolve {{workflow.parameters.nope}}" in state.error
+    with pytest.raises(StepError, match=r"a cluster would refuse this template: .*\{\{workflow.parameters.nope\}\}: "
+                                        "no workflow parameter 'nope'"):
+        LocalRunner(unresolved, tmp_path / "e").run()  # Argo refuses it at submit, before any pod
+    state = LocalRunner(unresolved, tmp_path / "e", check_cluster=False).run()
+    assert "cannot resolve {{workflow.parameters.nope}}" in state.error  # and the engine itself refuses it too
 
 
 def test_secret_env_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
