@@ -77,28 +77,28 @@ def remote_file(obj: RemoteObject) -> DataFile:
 
 
 def _inflate(name: str, chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Gunzip a stream of chunks (several gzip members too), in bounded pieces."""
-    d = zlib.decompressobj(31)
+    """Gunzip a stream of chunks (several gzip members too, zero padding after them), in bounded pieces."""
+    d = None  # the current member's decompressor; None between members
     try:
         for chunk in chunks:
             data = chunk
             while data:
+                if d is None:
+                    if not data.strip(b"\x00"):
+                        break  # zero padding after the last member
+                    d = zlib.decompressobj(31)
                 out = d.decompress(data, _INFLATE_MAX)
                 if out:
                     yield out
-                data = d.unconsumed_tail
                 if d.eof:
-                    rest = d.unused_data
-                    if rest.startswith(b"\x1f\x8b"):
-                        d = zlib.decompressobj(31)
-                        data = rest
-                    elif rest.strip(b"\x00"):
-                        raise StepError(f"{name}: data after the end of the gzip stream; fix or re-compress the file")
-        tail = d.flush()
-        if tail:
-            yield tail
-        if not d.eof:
-            raise StepError(f"{name}: gzip data ends early (a truncated file?); upload the whole file again")
+                    data, d = d.unused_data, None
+                else:
+                    data = d.unconsumed_tail
+        if d is not None:
+            if tail := d.flush():
+                yield tail
+            if not d.eof:
+                raise StepError(f"{name}: gzip data ends early (a truncated file?); upload the whole file again")
     except zlib.error as exc:
         raise StepError(f"{name}: not valid gzip ({exc}); fix or re-compress the file") from None
 

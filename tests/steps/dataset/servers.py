@@ -99,13 +99,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class CuttingProxy:
-    """A TCP proxy to ``upstream``; connection k (0-based) is cut after ``cuts[k]`` bytes from the server."""
+    """A TCP proxy to ``upstream``: the k-th connection the server answers on (0-based) is cut after ``cuts[k]``
+    bytes from the server (None: not cut)."""
 
-    def __init__(self, upstream: tuple[str, int], cuts: list[int | None]) -> None:
+    def __init__(self, upstream: tuple[str, int], cuts: list[int | None], port: int = 0) -> None:
         self.upstream = upstream
         self.cuts = list(cuts)
         self.cut = 0  # connections cut so far
-        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock = socket.create_server(("127.0.0.1", port))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -116,16 +117,18 @@ class CuttingProxy:
                 client, _ = self.sock.accept()
             except OSError:
                 return
-            with self.lock:
-                limit = self.cuts.pop(0) if self.cuts else None
             upstream = socket.create_connection(self.upstream)
-            threading.Thread(target=self._pipe, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, limit), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
-        sent = 0
+    def _pipe(self, src: socket.socket, dst: socket.socket, cutting: bool) -> None:
+        sent, limit, first = 0, None, True
         try:
             while data := src.recv(1 << 16):
+                if cutting and first:  # a connection takes the next cut when the server first answers on it
+                    first = False
+                    with self.lock:
+                        limit = self.cuts.pop(0) if self.cuts else None
                 if limit is not None and sent + len(data) >= limit:
                     dst.sendall(data[: limit - sent])
                     with self.lock:
@@ -145,12 +148,19 @@ class CuttingProxy:
 
 
 def main() -> None:
-    """``servers http ROOT PORT [DROP_BYTES...]``: serve ROOT with Range support until killed."""
-    _, kind, root, port, *drops = sys.argv
-    assert kind == "http", kind
-    server = RangeServer(Path(root), int(port), [int(d) for d in drops])
-    print(f"serving {os.path.abspath(root)} at {server.url}", flush=True)
-    server.serve_forever()
+    """``servers http ROOT PORT [DROP...]``: serve ROOT with Range support; ``servers proxy UPSTREAM_PORT PORT
+    [CUT...]``: a cutting proxy (``-`` = do not cut that connection). Both run until killed."""
+    _, kind, first, port, *rest = sys.argv
+    if kind == "http":
+        server = RangeServer(Path(first), int(port), [int(d) for d in rest])
+        print(f"serving {os.path.abspath(first)} at {server.url}", flush=True)
+        server.serve_forever()
+    elif kind == "proxy":
+        proxy = CuttingProxy(("127.0.0.1", int(first)), [None if c == "-" else int(c) for c in rest], int(port))
+        print(f"proxy to :{first} at {proxy.url}", flush=True)
+        threading.Event().wait()
+    else:
+        raise SystemExit(f"unknown server kind {kind!r}: use http or proxy")
 
 
 if __name__ == "__main__":
