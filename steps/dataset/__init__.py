@@ -18,8 +18,8 @@ from typing import Any
 from steps.common.errors import StepError
 from steps.common.secrets import redact_uri
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, write_json
-from steps.dataset.chat_format import RowError, parse_json_row, parse_obj_row
-from steps.dataset.readers import Batch, DataFile, Payload, batched, local_file, read_rows, remote_file
+from steps.dataset.chat_format import RowError, parse_batch
+from steps.dataset.readers import Batch, DataFile, batched, local_file, read_rows, remote_file
 from steps.dataset.sources import (
     HfSource,
     HttpSource,
@@ -101,29 +101,6 @@ def _batches(item: _Input, src: Source, token: str | None) -> Iterator[Batch]:
     return batches
 
 
-def _validate_batch(batch: list[Payload], want: int) -> tuple[list[bytes], list[str], int]:
-    """Canonical lines of up to ``want`` valid rows of ``batch`` (blank JSONL lines skipped), their schemas, and
-    how many payloads were used; a bad row raises RowError, with the payload's index as its second argument."""
-    lines: list[bytes] = []
-    schemas: list[str] = []
-    i = -1
-    try:
-        for i, payload in enumerate(batch):  # noqa: B007 - i names the bad row
-            if isinstance(payload, bytes):
-                if not payload or payload.isspace():
-                    continue
-                line, schema = parse_json_row(payload)
-            else:
-                line, schema = parse_obj_row(payload)
-            lines.append(line)
-            schemas.append(schema)
-            if len(lines) == want:
-                break
-    except RowError as exc:
-        raise RowError(str(exc), i) from None
-    return lines, schemas, i + 1
-
-
 def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: int, router: SeededSplit,
                  schemas: Counter[str]) -> None:
     """Validate the first ``limit`` rows (0 = all) in input order and hand them to the split."""
@@ -133,7 +110,7 @@ def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: in
         try:
             for positions, batch in batches:
                 try:
-                    lines, kinds, _ = _validate_batch(batch, left)
+                    lines, kinds, _ = parse_batch(batch, left)
                 except RowError as exc:
                     msg, index = exc.args
                     pos = positions + index if isinstance(positions, int) else positions[index]
