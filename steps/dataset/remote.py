@@ -11,9 +11,11 @@ on the loopback stand-ins one GET reads 1 GB in 0.6 s (http.server) and 1.4 s (m
 GET to moto costs a read of the whole object server-side, so parts are slower there by far.
 """
 
+import contextlib
 import functools
 import io
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,11 +32,19 @@ BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0, 4.0)
 
 
 class Body(Protocol):
-    """An open response body."""
+    """An open response body (it may also have ``abort()``: shut its socket from another thread)."""
 
     def read(self, amt: int) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+def abort_response(resp: object) -> None:
+    """Shut the socket under a urllib3 response, so that a read blocked on it in another thread returns now."""
+    sock = getattr(getattr(resp, "connection", None), "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class Transient(Exception):
@@ -80,6 +90,7 @@ class ResumingStream(io.RawIOBase):
         self.pending = memoryview(b"")
         self.done = False
         self.resumes = 0  # connections resumed after a drop (for the summary and tests)
+        self.body: Body | None = None  # the open response, closed by close() to stop the thread
         self.thread = threading.Thread(target=self._pump, name=f"read-ahead {obj.name}", daemon=True)
         self.thread.start()
 
@@ -98,6 +109,9 @@ class ResumingStream(io.RawIOBase):
             while True:
                 if body is None:
                     body = _retrying(self.obj, functools.partial(self.obj.open_at, offset, None), offset, self.stop)
+                    self.body = body
+                    if self.stop.is_set():
+                        return
                 try:
                     chunk = body.read(CHUNK)
                     if not chunk and self.obj.size is not None and offset < self.obj.size:
@@ -164,8 +178,12 @@ class ResumingStream(io.RawIOBase):
         return item
 
     def close(self) -> None:
+        """Stop the read-ahead thread (closing the connection unblocks a read that waits on the network)."""
         if not self.closed:
             self.stop.set()
+            abort = getattr(self.body, "abort", None)
+            if abort is not None and self.thread.is_alive():
+                abort()  # the thread closes the body itself: closing it here would wait on the read's lock
             self.thread.join(timeout=10)
         super().close()
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from steps.common.errors import StepError
 from steps.common.secrets import redact_uri
-from steps.dataset.remote import Body, RemoteObject, Transient
+from steps.dataset.remote import Body, RemoteObject, Transient, abort_response
 
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz", ".ndjson")
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
@@ -202,6 +202,9 @@ class _HttpBody:
     def close(self) -> None:
         self.resp.close()
 
+    def abort(self) -> None:
+        abort_response(self.resp.raw)
+
 
 class _SkipBody:
     """A body of a server that ignores Range: the first ``skip`` bytes are read and dropped."""
@@ -219,6 +222,9 @@ class _SkipBody:
 
     def close(self) -> None:
         self.body.close()
+
+    def abort(self) -> None:
+        self.body.abort()
 
 
 def _validator(resp) -> str | None:  # noqa: ANN001
@@ -267,6 +273,10 @@ def http_object(src: HttpSource) -> RemoteObject:
         if first and _validator(resp) != first.get("validator"):
             resp.close()
             raise StepError(f"{shown}: the file changed on the server while it was read; run again")
+        if resp.status_code == 206 and not resp.headers.get("Content-Range", "").startswith(f"bytes {start}-"):
+            resp.close()
+            raise StepError(f"{shown}: asked for bytes from {start}, the server sent "
+                            f"{resp.headers.get('Content-Range', 'no Content-Range')}; check the server")
         body = _HttpBody(resp)
         if ranged and resp.status_code == 200:  # Range not supported: read from the start, drop what we have
             return _SkipBody(body, start) if end is None else _Slice(body, start, end)
@@ -402,6 +412,9 @@ class _S3Body:
 
     def close(self) -> None:
         self.body.close()
+
+    def abort(self) -> None:
+        abort_response(self.raw)
 
 
 def _s3_object(client, bucket: str, item: _S3Key) -> RemoteObject:  # noqa: ANN001

@@ -22,9 +22,13 @@ class RangeServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, port: int = 0, drops: list[int] | None = None, ranges: bool = True) -> None:
+    def __init__(self, root: Path, port: int = 0, drops: list[int] | None = None, ranges: bool = True,
+                 stall_after: int | None = None) -> None:
         self.root = Path(root)
         self.drops = list(drops or [])
+        self.stall_after = stall_after  # send this many body bytes, then hang (a stalled network)
+        self.stalling = threading.Event()  # set once a response stalls
+        self.stalled = threading.Event()  # set to let stalled responses end
         self.ranges = ranges  # False: ignore Range like a server that cannot do it
         self.log: list[tuple[str, str | None, int]] = []  # (path, Range header, status)
         self.lock = threading.Lock()
@@ -80,11 +84,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         count = end - start + 1
         with open(path, "rb") as fh:
             drop = self.server.next_drop()
+            if self.server.stall_after is not None:
+                drop = self.server.stall_after
             try:
                 self.connection.sendfile(fh, offset=start, count=count if drop is None else min(drop, count))
             except OSError:
                 self.close_connection = True
                 return
+        if self.server.stall_after is not None:
+            self.server.stalling.set()
+            self.server.stalled.wait(60)
         if drop is not None and drop < count:
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)

@@ -156,6 +156,34 @@ def test_http_file_replaced_mid_read_is_refused(reference: tuple[Path, dict[str,
     assert sorted(p.name for p in (ws / "dataset").iterdir()) == []
 
 
+def test_subset_stops_reading_and_closes_a_stalled_connection(reference: tuple[Path, dict[str, str]],
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    src, _ = reference
+    # the server sends 3 chunks and a few bytes, then the network stalls for a minute: the rows needed are in the
+    # first chunk, and the read-ahead thread is by then blocked on the socket, waiting for the 4th chunk
+    assert len(_jsonl(ROWS[:100])) < remote.CHUNK
+    server = RangeServer(src.parent, stall_after=3 * remote.CHUNK + 100).start()
+    real_close = remote.ResumingStream.close
+
+    def close_once_blocked(self: remote.ResumingStream) -> None:
+        server.stalling.wait(5)
+        time.sleep(0.2)  # the read-ahead thread has taken what was sent and waits on the socket
+        real_close(self)
+
+    monkeypatch.setattr(remote.ResumingStream, "close", close_once_blocked)
+    try:
+        started = time.monotonic()
+        result = prepare_dataset(f"{server.url}/chat.jsonl", str(tmp_path / "ws"), split=1.0, subset=100)
+        assert result["train_rows"] == 100
+        assert time.monotonic() - started < 10  # the blocked read was interrupted, not waited out
+        assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead") and t.is_alive()]
+    finally:
+        server.stalled.set()
+
+
 def test_bad_row_in_a_remote_file_names_file_and_line(tmp_path: Path) -> None:
     root = tmp_path / "www"
     root.mkdir()
