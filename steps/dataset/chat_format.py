@@ -8,6 +8,7 @@ Every output row is canonical ``{"messages": [...]}``; other columns are dropped
 training data loader sees one stable schema.
 """
 
+from collections import Counter
 from typing import Any, Literal
 
 import msgspec
@@ -161,18 +162,19 @@ def parse_obj_row(obj: Any) -> tuple[bytes, str]:
     return _encoder.encode(OutRow(msgs)), schema
 
 
-def parse_batch(payloads: list[Any], want: int) -> tuple[list[bytes], list[str], int]:
+def parse_batch(payloads: list[Any], want: int) -> tuple[list[bytes], Counter[str], int]:
     """Validate up to ``want`` rows (-1 = all) of a batch of JSON lines (blank ones skipped) or decoded rows.
 
-    Returns the canonical lines, the schema of each, and how many payloads were used. A bad row raises
+    Returns the canonical lines, the schemas found with their counts, and how many payloads were used. A bad
+    row raises
     RowError(message, index in ``payloads``). Rows that are already canonical JSON lines take an inlined
     fast path (one strict decode, the raw bytes kept): most of the cost of a large dataset is here.
     """
     lines: list[bytes] = []
-    schemas: list[str] = []
+    schemas: list[str] = []  # of rows off the fast path
     add, mark = lines.append, schemas.append
     strict = _strict_decoder.decode
-    i = -1
+    i, fast = -1, 0
     try:
         for i, payload in enumerate(payloads):  # noqa: B007 - i names the bad row
             if type(payload) is bytes:
@@ -184,7 +186,7 @@ def parse_batch(payloads: list[Any], want: int) -> tuple[list[bytes], list[str],
                         continue
                 if msgs and (msgs[-1].role == "assistant" or any(m.role == "assistant" for m in msgs)):
                     add(payload[:-1] if payload[-1:] == b"\r" else payload)
-                    mark("messages")
+                    fast += 1
                 else:  # not canonical, or not valid: the full path converts it or says what is wrong
                     line, schema = parse_json_row(payload)
                     add(line)
@@ -197,4 +199,7 @@ def parse_batch(payloads: list[Any], want: int) -> tuple[list[bytes], list[str],
                 break
     except RowError as exc:
         raise RowError(str(exc), i) from None
-    return lines, schemas, i + 1
+    counts = Counter(schemas)
+    if fast:
+        counts["messages"] += fast
+    return lines, counts, i + 1

@@ -35,34 +35,37 @@ def eval_count(n: int, split: float) -> int:
 
 
 class JsonlWriter:
-    """Appends blocks of lines to a file; a background thread writes and hashes (both release the GIL)."""
+    """Appends blocks of lines to a file; a background thread joins, writes and hashes them (all three release
+    the GIL on large buffers, so this work runs beside validation)."""
 
     def __init__(self, path: Path) -> None:
         self.fh = open(path, "wb")
         self.hasher = hashlib.sha256()
         self.rows = 0
         self.bytes = 0
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=3)
+        self.queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=3)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._drain, daemon=True)
         self.thread.start()
 
     def _drain(self) -> None:
-        while (chunk := self.queue.get()) is not None:
+        while (lines := self.queue.get()) is not None:
             if self.error is None:
                 try:
-                    self.fh.write(chunk)
-                    self.hasher.update(chunk)
+                    data = b"\n".join(lines)
+                    self.fh.write(data)
+                    self.fh.write(b"\n")
+                    self.hasher.update(data)
+                    self.hasher.update(b"\n")
+                    self.bytes += len(data) + 1
                 except BaseException as exc:  # surfaced by close()
                     self.error = exc
 
     def write_lines(self, lines: list[bytes]) -> None:
         """Append ``lines`` (no newlines in them), one per line."""
         if lines:
-            data = b"\n".join(lines + [b""])
             self.rows += len(lines)
-            self.bytes += len(data)
-            self.queue.put(data)
+            self.queue.put(lines)
 
     def close(self) -> dict[str, Any]:
         self.queue.put(None)
