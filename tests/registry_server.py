@@ -5,8 +5,8 @@ prefixes (``/api/model_registry/v1/`` and ``.../v1alpha3/``, or only the ones as
 server's semantics: string ids from one counter for models and versions (MLMD contexts) and one for artifacts,
 string epoch-millisecond timestamps, LIVE/UNKNOWN default states, customProperties stored verbatim, 404 on a
 find miss, 409 on a duplicate name, ``{"code", "message"}`` errors. Request parameters and bodies are validated
-against the shared OpenAPI spec (400/422 where the spec documents them) and every exchange is recorded so tests
-can validate requests and responses against the spec independently.
+against the Model Registry OpenAPI spec in tests/data/model-registry/ (400/422 where the spec documents them)
+and every exchange is recorded so tests can validate requests and responses against the spec independently.
 
     with RegistryServer(token="t") as srv:
         ModelRegistry("http://127.0.0.1", srv.port, author="me", is_secure=False, user_token="t")

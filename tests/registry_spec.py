@@ -1,6 +1,7 @@
-"""The shared Model Registry OpenAPI spec, as used by the fake server and by the tests that check it.
+"""The Model Registry OpenAPI spec, as used by the fake server and by the tests that check it.
 
-The spec (``/work/shared/schemas/model-registry/model-registry.yaml``, ``info.version: v1alpha3``) describes
+The spec (vendored as ``tests/data/model-registry/model-registry.yaml``, ``info.version: v1alpha3``; source in
+``tests/data/SOURCE.txt``) describes
 ``/api/model_registry/v1alpha3/``. The pinned client (model-registry 0.3.18) calls ``/api/model_registry/v1/``,
 whose only differences are the prefix, snake_case path-parameter *names* and dropped experiment endpoints
 (kubeflow/hub #2992); no v1 spec file exists. So a ``/v1/`` path is checked against the same operation of the
@@ -22,7 +23,7 @@ from jsonschema import FormatChecker
 from openapi_schema_validator import OAS30ReadValidator, OAS30WriteValidator
 
 SPEC_PATH = Path(os.environ.get("MODEL_REGISTRY_SPEC",
-                                "/work/shared/schemas/model-registry/model-registry.yaml"))
+                                str(Path(__file__).parent / "data" / "model-registry" / "model-registry.yaml")))
 SPEC_PREFIX = "/api/model_registry/v1alpha3"
 PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
 METHODS = ("get", "post", "patch", "put", "delete", "head", "options", "trace")

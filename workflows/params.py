@@ -1,16 +1,24 @@
-"""The pipeline's parameters, defined once.
+"""The pipeline's parameters, defined once, and every rule they must satisfy.
 
 Every binding reads this list: the Hera WorkflowTemplate arguments, the KFP pipeline inputs, the
 CLI's ``-p name=value`` overrides, the preflight check and the README table. Names, types and
-defaults of the original ``osft_minimal_pipeline`` are kept exactly (``original=True``); the
-parameters this port adds come after them.
+defaults of the original ``osft_minimal_pipeline`` are kept exactly (``original=True``): upstream's
+current 20 inputs in its order, plus the seed's ``phase_01_dataset_opt_hf_token`` (``upstream=False``,
+dropped upstream). The parameters this port adds come after them.
+
+Rules live in one place each. A parameter that a step consumes is checked by *that step's own*
+validation function (:func:`step_rules`), called with the values the step will get, so a value the step
+would refuse after training is refused here first, with the step's own message. Rules only the
+pipeline has (a port range, a Kubernetes quantity) are the ``rule`` of the parameter. Checks that need
+the run's environment (a local model folder, the eval task registry, benchmark data) run in the preflight
+task (``workflows/argo/preflight.py``), not on the machine that submits.
 """
 
 import difflib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from steps.common.errors import StepError
@@ -29,10 +37,8 @@ REQUIRED: Any = _Required()
 Rule = Callable[[Any], str | None]
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-_TASK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 _QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_HOST = re.compile(r"^(https?://)?[A-Za-z0-9]([A-Za-z0-9.\-]*[A-Za-z0-9])?(:\d{1,5})?(/[^\s]*)?$")
 
 
 def _range(lo: float, hi: float, lo_open: bool = False, hint: str = "") -> Rule:
@@ -50,61 +56,10 @@ def _at_least(lo: int, hint: str = "") -> Rule:
     return lambda v: None if v >= lo else f"must be >= {lo}{hint}"
 
 
-def _unfreeze(v: float) -> str | None:
-    if 0.0 < v < 1.0:
-        return None
-    if v == 1.0:
-        return "must be below 1.0 (training-hub 0.11.2 silently turns 1.0 into 0.5); use e.g. 0.99"
-    return "must be in (0, 1)"
-
-
-def _non_empty(v: str) -> str | None:
-    return None if v.strip() else "must not be empty"
-
-
-def _data_uri(v: str) -> str | None:
-    from steps.dataset.sources import parse_source  # steps never import workflows; the reverse is fine
-
-    try:
-        parse_source(v)
-    except StepError as exc:
-        return str(exc)
-    return None
-
-
-def _model(v: str) -> str | None:
-    v = v.strip()
-    if not v:
-        return "must not be empty (a Hugging Face id, a local path, hf://org/name or oci://registry/repo:tag)"
-    if v.startswith("oci://") and not re.match(r"^oci://[^/\s]+/[^\s]+$", v):
-        return "an oci:// model must look like oci://registry/repository[:tag|@digest]"
-    return None
-
-
-def _tasks(v: list[str]) -> str | None:
-    bad = [t for t in v if not _TASK.match(t)]
-    if bad:
-        return f"invalid task name(s) {bad}: use lm-eval task names such as arc_easy, mmlu, gsm8k"
-    return None
-
-
-def _address(v: str) -> str | None:
-    v = v.strip()
-    if not v or _HOST.match(v):
-        return None
-    return "must be empty (skip registration) or a host such as model-registry.ns.svc or https://host"
-
-
 def _version(v: str) -> str | None:
     if v == "auto" or _SEMVER.match(v):
         return None
     return "must be a semantic version major.minor.patch (e.g. 1.0.0) or 'auto'"
-
-
-def _batch_size(v: str) -> str | None:
-    if v == "auto" or (v.isdigit() and int(v) > 0):
-        return None
-    return "must be 'auto' or a positive integer"
 
 
 def _quantity(v: str) -> str | None:
@@ -126,7 +81,8 @@ class Param:
     rule: Rule | None = None
     enum: tuple[str, ...] | None = None
     secret: bool = False
-    original: bool = True
+    original: bool = True  # an input of the original pipeline (upstream's 20 or the seed's list)
+    upstream: bool = True  # (original only) among upstream osft_minimal's current 20 inputs
 
     @property
     def required(self) -> bool:
@@ -201,75 +157,182 @@ def to_text(value: Any) -> str:
 
 
 PARAMS: tuple[Param, ...] = (
-    # --- the original pipeline's 19 inputs, in its README order -------------------------------------------
+    # --- the original pipeline's inputs: upstream osft_minimal's 20, in its order, plus the seed's hf_token -----
     Param("phase_01_dataset_man_data_uri", str, REQUIRED,
-          "[REQUIRED] Dataset location (hf://dataset, s3://bucket/path, https://url, pvc://path)", _data_uri),
+          "[REQUIRED] Dataset location (hf://dataset, s3://bucket/path, https://url, pvc://path)"),
     Param("phase_01_dataset_man_data_split", float, 0.9,
-          "Train/eval split ratio (0.9 = 90% train, 10% eval; 1.0 = no eval split)",
-          _range(0.0, 1.0, lo_open=True)),
-    Param("phase_02_train_man_train_batch", int, 128, "Effective batch size (samples per optimizer step)",
-          _at_least(1)),
-    Param("phase_02_train_man_train_epochs", int, 1, "Number of training epochs. OSFT typically needs 1-2",
-          _at_least(1)),
+          "Train/eval split ratio (0.9 = 90% train, 10% eval; 1.0 = no eval split)"),
+    Param("phase_02_train_man_train_batch", int, 128, "Effective batch size (samples per optimizer step)"),
+    Param("phase_02_train_man_train_epochs", int, 1, "Number of training epochs. OSFT typically needs 1-2"),
     Param("phase_02_train_man_train_gpu", int, 1, "GPUs per worker. OSFT handles multi-GPU well (0 = CPU)",
           _at_least(0)),
     Param("phase_02_train_man_train_model", str, "Qwen/Qwen2.5-1.5B-Instruct",
-          "Base model (HuggingFace ID, hf://, oci:// or path)", _model),
-    Param("phase_02_train_man_train_tokens", int, 64000, "Max tokens per GPU (memory cap). 64000 for OSFT",
-          _at_least(1)),
+          "Base model (HuggingFace ID, hf://, oci:// or path)"),
+    Param("phase_02_train_man_train_tokens", int, 64000, "Max tokens per GPU (memory cap). 64000 for OSFT"),
     Param("phase_02_train_man_train_unfreeze", float, 0.25,
-          "[OSFT] Fraction to unfreeze (0.1=minimal, 0.25=balanced, 0.5=strong)", _unfreeze),
+          "[OSFT] Fraction to unfreeze (0.1=minimal, 0.25=balanced, 0.5=strong)"),
     Param("phase_02_train_man_train_workers", int, 1,
           "Number of training pods. OSFT efficient single-node (1); > 1 runs a Kubeflow Trainer TrainJob",
           _at_least(1)),
     Param("phase_03_eval_man_eval_tasks", list, ["arc_easy"],
-          "lm-eval tasks (arc_easy, mmlu, gsm8k, hellaswag, etc.)", _tasks),
-    Param("phase_04_registry_man_address", str, "", "Model Registry address (empty = skip registration)",
-          _address),
-    Param("phase_04_registry_man_reg_name", str, "osft-model", "Model name in registry", _non_empty),
+          "lm-eval tasks (arc_easy, mmlu, gsm8k, hellaswag, etc.)"),
+    Param("phase_04_registry_man_address", str, "", "Model Registry address (empty = skip registration)"),
+    Param("phase_04_registry_man_reg_name", str, "osft-model", "Model name in registry"),
     Param("phase_04_registry_man_reg_version", str, "1.0.0",
           "Semantic version (major.minor.patch); 'auto' bumps past the latest registered", _version),
     Param("phase_01_dataset_opt_hf_token", str, "",
-          "HuggingFace token for gated/private datasets (prefer the hf-token secret; masked everywhere)",
-          secret=True),
-    Param("phase_01_dataset_opt_subset", int, 0, "Limit to first N examples (0 = all)", _at_least(0)),
-    Param("phase_02_train_opt_learning_rate", float, 5e-06,
-          "Learning rate (1e-6 to 1e-4). 5e-6 recommended", _range(1e-7, 1e-2)),
-    Param("phase_02_train_opt_max_seq_len", int, 8192, "Max sequence length in tokens", _at_least(16)),
+          "HuggingFace token for gated/private datasets. Prefer the hf-token secret: a parameter's value is stored "
+          "in clear in the Workflow object (kubectl/argo get shows it); only this project's logs and reports mask it",
+          secret=True, upstream=False),
+    Param("phase_01_dataset_opt_subset", int, 0, "Limit to first N examples (0 = all)"),
+    Param("phase_02_train_opt_learning_rate", float, 5e-06, "Learning rate (1e-6 to 1e-4). 5e-6 recommended"),
+    Param("phase_02_train_opt_max_seq_len", int, 8192, "Max sequence length in tokens"),
     Param("phase_02_train_opt_use_liger", bool, True,
           "[OSFT] Enable Liger kernel optimizations (GPU only; ignored on CPU). Recommended"),
+    Param("phase_02_train_opt_runtime", str, "training-hub",
+          "Name of the ClusterTrainingRuntime to use (when workers > 1)"),
     Param("phase_04_registry_opt_port", int, 8080, "Model registry server port", _range(1, 65535)),
-    # --- added by this port ------------------------------------------------------------------------------
+    Param("phase_04_registry_opt_format_version", str, "2.9", "Model format version for registry"),
+    # --- added by this port -----------------------------------------------------------------------------------
     Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (RWX)", _quantity,
           original=False),
     Param("phase_00_workspace_opt_storage_class", str, "nfs-csi",
           "Storage class of the workspace volume; must support ReadWriteMany (empty = pre-provisioned PVs only)",
           _storage_class, original=False),
-    Param("phase_01_dataset_opt_seed", int, 42, "Seed of the train/eval split", _at_least(0), original=False),
-    Param("phase_02_train_opt_runtime", str, "training-hub",
-          "ClusterTrainingRuntime used when workers > 1", _non_empty, original=False),
-    Param("phase_03_eval_opt_limit", int, 0, "Max documents per eval task (0 = all)", _at_least(0),
+    Param("phase_01_dataset_opt_seed", int, 42, "Seed of the train/eval split (only the split)", original=False),
+    Param("phase_02_train_opt_seed", int, 42, "Seed of training (upstream osft pipeline's name)", original=False),
+    Param("phase_03_eval_opt_limit", int, -1,
+          "Max documents per eval task (-1 = all, upstream's value; 0 also means all)", original=False),
+    Param("phase_03_eval_opt_batch", str, "auto",
+          "Eval batch size ('auto' or an integer; on CPU 'auto' is a fixed 8) (upstream osft pipeline's name)",
           original=False),
-    Param("phase_03_eval_opt_batch_size", str, "auto",
-          "Eval batch size ('auto' on GPU; CPU uses a fixed size)", _batch_size, original=False),
     Param("phase_03_eval_opt_gpu", int, 1,
           "GPUs for the evaluate pod (0 = CPU, e.g. a kind/k3d cluster; then no GPU node selector)", _at_least(0),
           original=False),
     Param("phase_03_eval_opt_compare_base", bool, True,
           "Also score the base model and report gains and forgetting", original=False),
     Param("phase_03_eval_opt_max_regression", float, 0.02,
-          "Largest allowed drop on a benchmark metric before the eval gate fails", _range(0.0, 1.0),
-          original=False),
+          "Largest allowed drop on a benchmark metric before the eval gate fails", original=False),
     Param("phase_04_registry_opt_force", bool, False, "Register even when the eval gate failed",
           original=False),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 ORIGINAL: tuple[Param, ...] = tuple(p for p in PARAMS if p.original)
+UPSTREAM: tuple[Param, ...] = tuple(p for p in ORIGINAL if p.upstream)
+
+
+# --------------------------------------------------------------------------------------------- step rules
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """A step's own validation function, applied to the pipeline parameters that feed it.
+
+    ``args`` maps the function's argument names to pipeline parameters (or to a callable computing the argument
+    from all values). A StepError is re-raised as a ParamError naming the parameter its message is about
+    (the argument the message starts with, or ``topics``), followed by the step's message unchanged.
+    """
+
+    step: str
+    check: Callable[..., Any]
+    args: Mapping[str, str | Callable[[Mapping[str, Any]], Any]]
+    when: Callable[[Mapping[str, Any]], bool] = lambda values: True
+    topics: Mapping[str, str] = field(default_factory=dict)  # message prefix -> pipeline parameter
+
+    def params(self) -> list[str]:
+        return [v for v in self.args.values() if isinstance(v, str)]
+
+    def about(self, message: str) -> str:
+        """The pipeline parameter a step message is about."""
+        for prefix, param in self.topics.items():
+            if message.startswith(prefix):
+                return param
+        m = re.match(r"[A-Za-z_]\w*", message)
+        if m and isinstance(self.args.get(m.group(0)), str):
+            return str(self.args[m.group(0)])
+        return ", ".join(self.params())
+
+    def apply(self, values: Mapping[str, Any]) -> None:
+        if not self.when(values):
+            return
+        kwargs = {arg: (values[src] if isinstance(src, str) else src(values)) for arg, src in self.args.items()}
+        try:
+            self.check(**kwargs)
+        except ParamError:
+            raise
+        except StepError as exc:
+            raise ParamError(f"{self.about(str(exc))}: {exc} ({self.step} step)") from None
+
+
+def environment_rules(workspace: str) -> tuple[StepRule, ...]:
+    """The steps' checks that need the run's environment: applied by the preflight task (in the run's image, on
+    its ``workspace``), never on the machine that submits. A local model folder must exist and be a checkpoint
+    (offline, a Hub model must be in the local cache); the eval tasks must be in the registry the evaluate step
+    will use (lm-eval's, or offline its local variants) and their local data present."""
+    from pathlib import Path
+
+    from steps.evaluate.task_plan import plan_tasks
+    from steps.train.model_source import check_model_available
+
+    return (
+        StepRule("train", lambda ref: check_model_available(ref, Path(workspace)),
+                 {"ref": "phase_02_train_man_train_model"}, topics={"": "phase_02_train_man_train_model"}),
+        StepRule("evaluate", plan_tasks, {"tasks": "phase_03_eval_man_eval_tasks"},
+                 topics={"": "phase_03_eval_man_eval_tasks"}),
+    )
+
+
+def _registering(values: Mapping[str, Any]) -> bool:
+    return bool(str(values["phase_04_registry_man_address"]).strip())
+
+
+def step_rules() -> tuple[StepRule, ...]:
+    """Every step's parameter checks that need nothing but the values (imported lazily: steps never import
+    workflows, and the CLI should not pay for the step packages until it validates)."""
+    from steps.dataset import validate_args as dataset_args
+    from steps.dataset.sources import parse_source
+    from steps.evaluate import validate_args as eval_args
+    from steps.evaluate.task_plan import check_task_list
+    from steps.register import validate_inputs as register_inputs
+    from steps.train import validate_params as train_params
+    from steps.train.model_source import check_model_ref
+    from steps.train.trainjob import validate_trainjob
+
+    return (
+        StepRule("dataset", parse_source, {"uri": "phase_01_dataset_man_data_uri"},
+                 topics={"": "phase_01_dataset_man_data_uri"}),
+        StepRule("dataset", dataset_args, {"split": "phase_01_dataset_man_data_split",
+                                           "subset": "phase_01_dataset_opt_subset",
+                                           "seed": "phase_01_dataset_opt_seed"}),
+        StepRule("train", check_model_ref, {"ref": "phase_02_train_man_train_model"},
+                 topics={"": "phase_02_train_man_train_model"}),
+        StepRule("train", train_params, {
+            "model": "phase_02_train_man_train_model", "effective_batch_size": "phase_02_train_man_train_batch",
+            "epochs": "phase_02_train_man_train_epochs", "max_tokens_per_gpu": "phase_02_train_man_train_tokens",
+            "max_seq_len": "phase_02_train_opt_max_seq_len", "learning_rate": "phase_02_train_opt_learning_rate",
+            "unfreeze_rank_ratio": "phase_02_train_man_train_unfreeze", "use_liger": "phase_02_train_opt_use_liger",
+            "seed": "phase_02_train_opt_seed"}),
+        StepRule("train-trainjob", validate_trainjob, {
+            "workers": "phase_02_train_man_train_workers", "gpus_per_worker": "phase_02_train_man_train_gpu",
+            "runtime": "phase_02_train_opt_runtime"},
+            when=lambda values: values["phase_02_train_man_train_workers"] > 1),
+        StepRule("evaluate", check_task_list, {"tasks": "phase_03_eval_man_eval_tasks"},
+                 topics={"": "phase_03_eval_man_eval_tasks"}),
+        StepRule("evaluate", eval_args, {"limit": "phase_03_eval_opt_limit", "batch_size": "phase_03_eval_opt_batch",
+                                         "max_regression": "phase_03_eval_opt_max_regression"}),
+        StepRule("register", register_inputs, {
+            "address": "phase_04_registry_man_address", "port": "phase_04_registry_opt_port",
+            "name": "phase_04_registry_man_reg_name", "version": "phase_04_registry_man_reg_version",
+            "format_version": "phase_04_registry_opt_format_version"},
+            when=_registering, topics={"registry address": "phase_04_registry_man_address",
+                                       "registry port": "phase_04_registry_opt_port"}),
+    )
 
 
 def validate(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``values``, every one coerced and checked; raises ParamError on the first problem."""
+    """Defaults overlaid with ``values``, every one coerced and checked by its own rule and by the steps' rules
+    (:func:`step_rules`); raises ParamError on the first problem."""
     for name in values:
         if name not in BY_NAME:
             close = difflib.get_close_matches(name, BY_NAME, n=1)
@@ -283,6 +346,8 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
             raise ParamError(f"{p.name} is required: pass -p {p.name}=<value> ({p.description})")
         else:
             out[p.name] = p.default
+    for rule in step_rules():
+        rule.apply(out)
     return out
 
 
@@ -307,6 +372,6 @@ def readme_table() -> str:
     """The README's parameter table, rendered from PARAMS."""
     rows = ["| Parameter | Type | Default | Description |", "|-----------|------|---------|-------------|"]
     for p in PARAMS:
-        mark = "" if p.original else " *(added)*"
+        mark = "" if p.original and p.upstream else " *(seed's list; dropped upstream)*" if p.original else " *(added)*"
         rows.append(f"| `{p.name}` | `{p.type.__name__}` | {_default_cell(p)} | {p.description}{mark} |")
     return "\n".join(rows) + "\n"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.common.secrets import scrub
 
 LOG_NAME = "pipeline_log.txt"
 
@@ -117,7 +118,7 @@ class Workspace:
     def log(self, step: str, message: str) -> None:
         """Append one line to the pipeline log and echo it to stderr."""
         stamp = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        line = f"{stamp} [{step}] {' '.join(message.split())}"
+        line = f"{stamp} [{step}] {scrub(' '.join(message.split()))}"
         print(line, file=sys.stderr, flush=True)
         with open(self.log_path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from steps.common.errors import StepError
-from steps.common.secrets import redact_uri
+from steps.common.secrets import add_secret, redact_uri
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, write_json
 from steps.dataset.chat_format import RowError, parse_batch
 from steps.dataset.readers import Batch, DataFile, batched, local_file, read_rows, remote_file
@@ -47,7 +47,8 @@ class _Input:
     fmt: str = ""
 
 
-def _validate_args(split: float, subset: int, seed: int) -> None:
+def validate_args(split: float, subset: int, seed: int) -> None:
+    """The step's checks of its numeric arguments (the pipeline's preflight applies them too)."""
     if not isinstance(split, int | float) or math.isnan(split) or not 0.0 < float(split) <= 1.0:
         raise StepError(f"split={split}: must be in (0, 1]; 0.9 keeps 90% for training, 1.0 means no eval split")
     if subset < 0:
@@ -149,11 +150,16 @@ def prepare_dataset(
         Paths and row counts of the two splits, and the summary path.
     """
     started = time.monotonic()
+    add_secret(hf_token)  # masked in every message and log line of this process from here on
     ws = Workspace.at(workspace)
     targets = (ws.train_jsonl, ws.eval_jsonl, ws.dataset_summary)
     remove_outputs(*targets)  # a failed run never leaves an earlier run's outputs looking current
-    _validate_args(split, subset, seed)
-    src = parse_source(data_uri)
+    try:
+        validate_args(split, subset, seed)
+        src = parse_source(data_uri)
+    except StepError as exc:
+        ws.log(STEP, f"error: {exc}")
+        raise
     shown = redact_uri(data_uri.strip())
     ws.log(STEP, f"start: source {shown}, split {split:g}, subset {subset or 'all'}, seed {seed}")
     token = (hf_token or os.environ.get("HF_TOKEN", "")).strip() or None

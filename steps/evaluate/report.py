@@ -95,8 +95,12 @@ def _fmt(v: float | None) -> str:
     return f"{v:.4g}" if abs(v) >= 1000 else f"{v:.4f}"
 
 
-def markdown_table(rows: list[dict], gate_status: str, max_regression: float, tasks: list[str] | None = None) -> str:
-    """The comparison as a Markdown table plus the gate line; with ``tasks``, only those rows, in that order."""
+def markdown_table(rows: list[dict], gate_status: str, max_regression: float, tasks: list[str] | None = None,
+                   notes: list[str] | None = None) -> str:
+    """The comparison as a Markdown table plus the gate line; with ``tasks``, only those rows, in that order.
+
+    ``notes`` (one line per offline local variant that differs from lm-eval's task) are listed under the table.
+    """
     shown = rows
     if tasks is not None:
         shown = sorted((r for r in rows if r["task"] in tasks), key=lambda r: tasks.index(r["task"]))
@@ -110,6 +114,8 @@ def markdown_table(rows: list[dict], gate_status: str, max_regression: float, ta
     if len(shown) < len(rows):
         lines.append(f"({len(rows) - len(shown)} group-member rows, e.g. single MMLU subjects, are in comparison.json)")
     lines.append(f"gate: **{gate_status}** (max regression {max_regression} on benchmark tasks)")
+    if notes:
+        lines += ["", "Offline local variants (not lm-eval's own tasks):", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
 
 

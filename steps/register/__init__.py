@@ -5,14 +5,13 @@ Registration is idempotent: the same version with the same URI is reported as ``
 """
 
 import datetime as _dt
-import importlib.metadata
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
-from steps.common.secrets import SA_NAMESPACE_PATH, redact_uri
+from steps.common.secrets import SA_NAMESPACE_PATH, redact_uri, scrub
 from steps.common.workspace import Workspace, remove_outputs, write_json
 from steps.register.client import API_PREFIX, CLIENT_PIN, Connection, connect, find_token, parse_address
 from steps.register.metadata import Scalar, base_model_of, build_properties, summary_dataset_uri
@@ -26,7 +25,7 @@ _LOCAL_SCHEMES = ("file", "local")
 def _version_name(version: str) -> str:
     v = version.strip()
     if not v or any(c.isspace() for c in v) or len(v) > 128:
-        raise StepError(f"--version {version!r} is not usable: give e.g. 1.0.0, or 'auto' to bump the latest")
+        raise StepError(f"version={version!r} is not usable: give e.g. 1.0.0, or 'auto' to bump the latest")
     return v
 
 
@@ -73,15 +72,16 @@ def model_location(ws: Workspace, model_uri: str, pvc_claim: str) -> tuple[str, 
     return f"pvc://{claim}/{rel}", rel
 
 
-def _format_version(format_name: str, format_version: str) -> str:
-    if format_version.strip():
-        return format_version.strip()
-    if format_name.strip().lower() in ("pytorch", "torch", "safetensors"):
-        try:
-            return ".".join(importlib.metadata.version("torch").split("+")[0].split(".")[:2])
-        except importlib.metadata.PackageNotFoundError:
-            return ""
-    return ""
+def validate_inputs(address: str, port: int, name: str, version: str, format_version: str) -> None:
+    """The step's checks of its settings, before it reads the workspace (the pipeline's preflight applies them
+    when a registry address is given)."""
+    if not name.strip():
+        raise StepError("name is empty: give the registered model's name")
+    _version_name(version)
+    if not format_version.strip():
+        raise StepError("format_version is empty: give the model format's version (e.g. 2.9)")
+    if address.strip():
+        parse_address(address, port)
 
 
 def _write_record(ws: Workspace, record: dict[str, Any]) -> Path:
@@ -120,7 +120,7 @@ def _resolve_version(conn: Connection, name: str, version: str, uri: str) -> str
 
 def register_model(workspace: str, address: str = "", port: int = 8080, name: str = "osft-model",
                    version: str = "1.0.0", author: str = "pipeline", format_name: str = "pytorch",
-                   format_version: str = "", model_uri: str = "", force: bool = False, description: str = "",
+                   format_version: str = "2.9", model_uri: str = "", force: bool = False, description: str = "",
                    token_env: str = "MODEL_REGISTRY_TOKEN", ca_cert: str = "", pvc_claim: str = "",
                    pipeline_name: str = "osft-minimal-pipeline", workflow_name: str = "", workflow_uid: str = "",
                    namespace: str = "", dataset_uri: str = "", base_model: str = "", retries: int = 3) -> dict:
@@ -134,7 +134,7 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
         version: Version name, or 'auto' to bump the patch of the latest X.Y.Z version (1.0.0 when none).
         author: Author and owner recorded in the registry.
         format_name: Model format name (e.g. pytorch, safetensors).
-        format_version: Model format version; empty = the torch major.minor for pytorch/safetensors.
+        format_version: Model format version recorded on the artifact (upstream's default "2.9").
         model_uri: Where the model lives (s3://..., pvc://...); empty = pvc://<pvc-claim>/<path in workspace>.
         force: Register even when the eval gate failed.
         description: Version description; empty = a generated one naming the workflow.
@@ -152,6 +152,7 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
     Returns:
         status (registered | already registered | skipped), ids, uri, version, record path.
     """
+    validate_inputs(address, port, name, version, format_version)
     ws = Workspace.at(workspace, create=False)
     record_path = ws.registry_dir / "registration.json"
     remove_outputs(record_path)
@@ -168,8 +169,6 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
               format_version: str, model_uri: str, force: bool, description: str, token_env: str, ca_cert: str,
               pvc_claim: str, pipeline_name: str, workflow_name: str, workflow_uid: str, namespace: str,
               data_uri: str, base_model: str, retries: int) -> dict:
-    if not name:
-        raise StepError("--name is empty: give the registered model's name")
     if retries < 0:
         raise StepError(f"--retries {retries} must be >= 0")
     workflow_name = workflow_name or os.environ.get("ARGO_WORKFLOW_NAME", "")
@@ -177,7 +176,7 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
     namespace = _namespace(namespace)
     uri, model_path = model_location(ws, model_uri, pvc_claim)
     provenance = {
-        "base_model": base_model or base_model_of(ws),
+        "base_model": redact_uri(base_model.strip()) if base_model.strip() else base_model_of(ws),
         "dataset.uri": redact_uri(data_uri) if data_uri else summary_dataset_uri(ws),
         "pipeline.name": pipeline_name,
         "workflow.name": workflow_name,
@@ -185,7 +184,7 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
         "workflow.namespace": namespace,
     }
     props, gate = build_properties(ws, provenance)
-    fmt_version = _format_version(format_name, format_version)
+    fmt_version = format_version.strip()
     plan: dict[str, Any] = {"name": name, "version": version, "uri": uri or None, "model_path": model_path or None,
                             "format_name": format_name, "format_version": fmt_version, "author": author,
                             "gate": gate, "custom_properties": props}
@@ -274,4 +273,4 @@ def _source_fields(provenance: dict[str, str]) -> dict[str, str | None]:
 
 def _description(version: str, provenance: dict[str, str]) -> str:
     run = provenance.get("workflow.name") or "a local run"
-    return f"OSFT fine-tune {version} of {provenance.get('base_model') or 'the base model'}, from {run}"
+    return scrub(f"OSFT fine-tune {version} of {provenance.get('base_model') or 'the base model'}, from {run}")

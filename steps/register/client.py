@@ -33,6 +33,8 @@ CLIENT_PIN = "model-registry==0.3.18"
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"  # noqa: S105
 BACKOFF_BASE_S = 1.0  # waits 1 s, 2 s, 4 s, ... between connection attempts (tests shrink it)
 T = TypeVar("T")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9\-]*[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_LABEL}(\.{_LABEL})*$|^[0-9a-fA-F:.]+$")  # DNS name, IPv4 or IPv6
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ def parse_address(address: str, port: int) -> Server:
         raise StepError(f"registry address {address!r} has a path; give only the host (and port) of the service")
     if not parts.hostname:
         raise StepError(f"registry address {address!r} has no host name")
+    if not _HOSTNAME.match(parts.hostname):
+        raise StepError(f"registry address {address!r} is not a valid host name: give e.g. model-registry.ns.svc, "
+                        "host:port or https://host")
     chosen = url_port or port or (443 if parts.scheme == "https" else 80)
     if not 0 < chosen < 65536:
         raise StepError(f"registry port {chosen} is out of range 1-65535")

@@ -153,7 +153,7 @@ def base_model_of(ws: Workspace) -> str:
     for source in (data, hp if isinstance(hp, dict) else {}):
         for k in ("base_model", "model", "model_path"):
             if isinstance(source.get(k), str) and source[k].strip():
-                return source[k].strip()
+                return redact_uri(source[k].strip())
     return ""
 
 

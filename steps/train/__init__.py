@@ -34,7 +34,7 @@ from typing import Any
 from steps.common.errors import StepError
 from steps.common.secrets import redact_uri, scrub
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, sha256_file, write_json
-from steps.train.model_source import resolve_model
+from steps.train.model_source import check_model_ref, resolve_model
 from steps.train.outputs import (
     ensure_tokenizer,
     find_final_checkpoint,
@@ -62,11 +62,14 @@ def _check_bool(name: str, value: Any) -> None:
 
 def validate_params(model: str, effective_batch_size: int, epochs: int, max_tokens_per_gpu: int, max_seq_len: int,
                     learning_rate: float, unfreeze_rank_ratio: float, use_liger: bool, seed: int,
-                    lr_scheduler: str, warmup_steps: int, checkpoint_at_epoch: bool, save_final_checkpoint: bool,
-                    nproc_per_node: str, nnodes: int, device: str) -> None:
-    """Check every training parameter before anything is launched; the error names the parameter."""
-    if not isinstance(model, str) or not model.strip():
-        raise StepError("model is empty: pass an HF id (org/name), hf://org/name, a local folder or oci://...")
+                    lr_scheduler: str = "cosine", warmup_steps: int = 0, checkpoint_at_epoch: bool = True,
+                    save_final_checkpoint: bool = True, nproc_per_node: str = "auto", nnodes: int = 1,
+                    device: str = "auto") -> None:
+    """Check every training parameter before anything is launched; the error names the parameter.
+
+    Pure (no file, network or GPU access), so the pipeline's preflight applies the very same checks.
+    """
+    check_model_ref(model)
     _check_int("effective_batch_size", effective_batch_size)
     _check_int("epochs", epochs)
     _check_int("max_tokens_per_gpu", max_tokens_per_gpu)
@@ -236,7 +239,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         device: 'auto' (CUDA when available, else CPU), 'cuda' or 'cpu'.
 
     Returns:
-        model_path, metrics_path, final_loss, steps, resumed, plus reused, run_dir, device, world_size.
+        model_path, metrics_path, final_loss, steps, resumed, plus reused, run_dir, device, world_size and
+        base_model_dir (the local copy of the base model that was trained from).
     """
     validate_params(model, effective_batch_size, epochs, max_tokens_per_gpu, max_seq_len, learning_rate,
                     unfreeze_rank_ratio, use_liger, seed, lr_scheduler, warmup_steps, checkpoint_at_epoch,
@@ -261,7 +265,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         ws.log(STEP, f"info: no CUDA GPU {'requested' if device == 'cpu' else 'visible'}: training on CPU "
                      f"({nproc} process(es), gloo, fp32) through steps.train.cpu_launcher")
     shown_model = redact_uri(model.strip())
-    base = resolve_model(model, oci_root=ws.root / "base-model")
+    base = resolve_model(model, ws.root)
     ws.log(STEP, f"base model {shown_model} -> {base}")
 
     hyper = {
@@ -288,7 +292,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     if state.get("status") == "complete" and (ckpt := find_final_checkpoint(run_dir)) is not None:
         ws.log(STEP, f"reusing the finished run {run_dir.name} (same model, data and parameters): {ckpt.name}")
         summary = _publish(ws, run_dir, ckpt, state.get("wall_time_s"), state.get("hyper_parameters") or hyper,
-                           rows, nproc * nnodes, key, bool(state.get("resumed")), int(state.get("attempts", 1)))
+                           rows, nproc * nnodes, key, bool(state.get("resumed")), int(state.get("attempts", 1)), base)
         return _result(ws, ckpt, summary, resumed=False, reused=True, run_dir=run_dir, kind=kind,
                        world=nproc * nnodes)
     remove_outputs(*outputs)
@@ -335,7 +339,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     if ensure_tokenizer(ckpt, base):
         ws.log(STEP, f"{ckpt.name} had no tokenizer: saved the base model's tokenizer files into it (no weights)")
 
-    summary = _publish(ws, run_dir, ckpt, wall, hyper, rows, nproc * nnodes, key, resumed, attempts)
+    summary = _publish(ws, run_dir, ckpt, wall, hyper, rows, nproc * nnodes, key, resumed, attempts, base)
     if after:  # the final model is saved: the (large) resume state is no longer needed
         shutil.rmtree(run_dir / "full_state_checkpoints", ignore_errors=True)
     write_json(run_json, {**_read_json(run_json), "status": "complete", "checkpoint": ckpt.name,
@@ -347,13 +351,18 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
 
 
 def _publish(ws: Workspace, run_dir: Path, ckpt: Path, wall: float | None, hyper: dict[str, Any], rows: int,
-             world: int, key: str, resumed: bool, attempts: int) -> dict[str, Any]:
-    """Write train/metrics.json and train/loss.png from the run's metrics file, and point train/model at ckpt."""
+             world: int, key: str, resumed: bool, attempts: int, base: Path) -> dict[str, Any]:
+    """Write train/metrics.json and train/loss.png from the run's metrics file, and point train/model at ckpt.
+
+    metrics.json records the base model as given (``base_model``, credentials stripped) and the local copy
+    training read (``base_model_dir``): the evaluate step scores that same copy as the base.
+    """
     summary = summarise_metrics(read_metrics_lines(run_dir), wall, {
         **hyper, "train_rows": rows, "world_size": world, "config_key": key, "versions": _library_versions(),
     })
     summary.update({"checkpoint": str(ckpt.relative_to(ws.root)), "run_dir": str(run_dir.relative_to(ws.root)),
-                    "resumed": resumed, "attempts": attempts})
+                    "resumed": resumed, "attempts": attempts, "base_model": hyper.get("model", ""),
+                    "base_model_dir": str(base)})
     with atomic_outputs(ws.train_dir / "loss.png", ws.train_dir / "metrics.json") as (png, mjson):
         plot_loss(summary, png, f"OSFT {Path(str(hyper.get('model', ''))).name}: loss {summary['first_loss']:.3f} "
                                 f"-> {summary['final_loss']:.3f} ({summary['steps']} steps)")
@@ -384,6 +393,7 @@ def _osft_kwargs(base: Path, ws: Workspace, run_dir: Path, hyper: dict[str, Any]
 def _result(ws: Workspace, ckpt: Path, metrics: dict[str, Any], resumed: bool, reused: bool, run_dir: Path,
             kind: str, world: int) -> dict[str, Any]:
     return {
+        "base_model_dir": metrics.get("base_model_dir", ""),
         "model_path": str(ckpt.resolve()),
         "metrics_path": str(ws.train_dir / "metrics.json"),
         "final_loss": metrics.get("final_loss"),

@@ -1,9 +1,15 @@
-"""Resolve the base model to a local Hugging Face checkpoint directory before training starts.
+"""Resolve the base model to a local Hugging Face checkpoint directory: the one resolver train and evaluate share.
 
 Accepted forms: a local directory (``/models/x``, ``./x``, ``~/x``), ``hf://org/name`` (prefix stripped),
 a bare Hugging Face id ``org/name`` (downloaded with ``HF_TOKEN``), and ``oci://registry/repo:tag``
 (a modelcar image pulled with ``skopeo`` using ``OCI_PULL_SECRET_MODEL_DOWNLOAD`` as the Docker auth
 file, then its ``models/`` layer members extracted). Every failure is a one-line StepError.
+
+Remote models land on the workspace, so every step (each its own pod) sees the same copy: OCI images under
+``<workspace>/base-model/<hash>/``, Hub downloads in ``<workspace>/.cache/huggingface/hub`` unless the model
+is already in the local Hugging Face cache (``HF_HOME``; offline, that cache is the only source). The train
+step records the directory it used in ``train/metrics.json`` (``base_model_dir``); evaluate loads that very
+copy for the base-vs-tuned comparison (:func:`recorded_base_dir`), so nothing is downloaded twice.
 """
 
 import contextlib
@@ -18,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from steps.common.errors import StepError
-from steps.common.secrets import scrub
+from steps.common.secrets import redact_uri, scrub
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -40,7 +46,8 @@ def _looks_local(ref: str) -> bool:
     return ref.startswith(("/", "./", "../", "~")) or os.path.sep in ref and Path(ref).expanduser().exists()
 
 
-def _local_dir(ref: str) -> Path:
+def local_model_dir(ref: str) -> Path:
+    """The checkpoint folder a local model reference names; StepError when missing or not a checkpoint."""
     path = Path(ref).expanduser().resolve()
     if not path.exists():
         raise StepError(f"model {ref}: no such local directory; pass an existing model folder, an HF id or oci://")
@@ -51,22 +58,51 @@ def _local_dir(ref: str) -> Path:
     return path
 
 
-def _hub_download(repo: str, cache_dir: Path | None) -> Path:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _OFFLINE:
-        from huggingface_hub import snapshot_download
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _OFFLINE
 
-        try:  # offline: only a model already in the local HF cache works
-            return Path(snapshot_download(repo, local_files_only=True, cache_dir=cache_dir))
-        except Exception:
-            raise StepError(
-                f"model {repo}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1) and the model is not in "
-                "the local cache; pass a local model folder (e.g. from `osft-pipeline demo-model DIR`) or oci://"
-            ) from None
+
+def workspace_hub_cache(root: Path) -> Path:
+    """Where Hub models are downloaded on the workspace (the layout of ``HF_HOME``'s ``hub`` folder)."""
+    return root / ".cache" / "huggingface" / "hub"
+
+
+def _cached(repo: str, cache_dir: Path | None) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        found = Path(snapshot_download(repo, local_files_only=True, cache_dir=cache_dir))
+    except Exception:  # noqa: BLE001 - not cached (the library raises several types)
+        return None
+    return found if is_complete_model_dir(found, need_tokenizer=False) else None
+
+
+def _local_hub_copy(repo: str, root: Path | None) -> Path | None:
+    """The Hub model's copy in the local HF cache or the workspace's; StepError offline when there is none."""
+    ws_cache = workspace_hub_cache(root) if root is not None else None
+    for cache in (None, ws_cache) if ws_cache is not None else (None,):
+        found = _cached(repo, cache)
+        if found is not None:
+            return found
+    if _offline():
+        raise StepError(
+            f"model {repo}: the Hugging Face Hub is offline here (HF_HUB_OFFLINE=1) and the model is not in "
+            "the local cache; pass a local model folder (e.g. from `osft-pipeline demo-model DIR`) or oci://"
+        )
+    return None
+
+
+def _hub_download(repo: str, root: Path | None) -> Path:
+    """A local copy of a Hub model: the HF cache's or the workspace's if present, else downloaded to the workspace."""
+    found = _local_hub_copy(repo, root)
+    if found is not None:
+        return found
+    ws_cache = workspace_hub_cache(root) if root is not None else None
     from huggingface_hub import snapshot_download
 
     token = os.environ.get("HF_TOKEN", "").strip() or None
     try:
-        return Path(snapshot_download(repo, token=token, cache_dir=cache_dir,
+        return Path(snapshot_download(repo, token=token, cache_dir=ws_cache,
                                       allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja",
                                                       "*.py", "*.tiktoken"]))
     except Exception as exc:
@@ -151,6 +187,11 @@ def pull_oci(ref: str, dest_root: Path) -> Path:
     image = ref.removeprefix("oci://")
     if not re.match(r"^[^/\s]+/\S+$", image):
         raise StepError(f"model {ref}: an oci:// model must look like oci://registry/repository[:tag|@digest]")
+    key = hashlib.sha256(image.encode()).hexdigest()[:16]
+    target = dest_root / key
+    marker = target / ".complete"
+    if marker.is_file() and (found := _find_model_dir(target / "model")):
+        return found  # pulled before (by train, or an earlier attempt): no skopeo, no second download
     auth = oci_auth_json(os.environ.get("OCI_PULL_SECRET_MODEL_DOWNLOAD", ""))
     skopeo = shutil.which("skopeo")
     if skopeo is None:
@@ -183,22 +224,58 @@ def pull_oci(ref: str, dest_root: Path) -> Path:
     return found
 
 
-def resolve_model(ref: str, oci_root: Path, cache_dir: Path | None = None) -> Path:
-    """Return a local directory holding the base model named by ``ref``."""
-    ref = ref.strip()
-    if not ref:
+def check_model_ref(ref: str) -> str:
+    """The kind of a model reference (``local``, ``hub`` or ``oci``) from its text alone; StepError when malformed.
+
+    No file, network or registry access: the pipeline's preflight applies it wherever parameters are checked.
+    """
+    if not isinstance(ref, str) or not ref.strip():
         raise StepError("model is empty: pass an HF id (org/name), hf://org/name, a local folder or oci://...")
+    ref = ref.strip()
     if ref.startswith("oci://"):
-        return pull_oci(ref, oci_root)
+        if not re.match(r"^[^/\s]+/\S+$", ref.removeprefix("oci://")):
+            raise StepError(f"model {ref}: an oci:// model must look like oci://registry/repository[:tag|@digest]")
+        return "oci"
     if ref.startswith("hf://"):
-        repo = ref.removeprefix("hf://").strip("/")
-        if not _HF_ID.match(repo):
+        if not _HF_ID.match(ref.removeprefix("hf://").strip("/")):
             raise StepError(f"model {ref}: hf:// must be followed by a Hugging Face id such as org/name")
-        return _hub_download(repo, cache_dir)
+        return "hub"
     if _looks_local(ref) or Path(ref).expanduser().is_dir():
-        return _local_dir(ref)
+        return "local"
     if "://" in ref:
         raise StepError(f"model {ref}: unsupported scheme; use an HF id, hf://, oci:// or a local folder")
-    if not _HF_ID.match(ref):
-        raise StepError(f"model {ref}: not a local folder nor a Hugging Face id (org/name)")
-    return _hub_download(ref, cache_dir)
+    if _HF_ID.match(ref):
+        return "hub"
+    raise StepError(f"model {ref}: not a local folder nor a Hugging Face id (org/name)")
+
+
+def check_model_available(ref: str, root: Path) -> None:
+    """What the train step checks before any download or training, without downloading: a local folder exists
+    and holds a checkpoint; offline, a Hub model is in the local cache (or the workspace's). ``oci://``: syntax."""
+    kind = check_model_ref(ref)
+    if kind == "local":
+        local_model_dir(ref.strip())
+    elif kind == "hub":
+        _local_hub_copy(ref.strip().removeprefix("hf://").strip("/"), root)
+
+
+def resolve_model(ref: str, root: Path) -> Path:
+    """A local directory holding the base model named by ``ref``; remote models land under the workspace ``root``."""
+    kind = check_model_ref(ref)
+    ref = ref.strip()
+    if kind == "oci":
+        return pull_oci(ref, root / "base-model")
+    if kind == "local":
+        return local_model_dir(ref)
+    return _hub_download(ref.removeprefix("hf://").strip("/"), root)
+
+
+def recorded_base_dir(ref: str, train_metrics: dict) -> Path | None:
+    """The base-model directory the train step used for ``ref``, from its ``train/metrics.json`` (None: not recorded
+    for this reference, or no longer a model directory)."""
+    recorded = str(train_metrics.get("base_model") or "")
+    path = str(train_metrics.get("base_model_dir") or "")
+    if not path or recorded != redact_uri(ref.strip()):
+        return None
+    found = Path(path)
+    return found if is_complete_model_dir(found, need_tokenizer=False) else None

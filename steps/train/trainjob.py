@@ -39,6 +39,14 @@ def _check_name(what: str, value: str, pattern: re.Pattern[str], limit: int) -> 
         raise StepError(f"{what}={value!r}: must be a lowercase DNS name ([a-z0-9-], at most {limit} characters)")
 
 
+def validate_trainjob(workers: int, gpus_per_worker: int, runtime: str) -> None:
+    """The TrainJob's own checks of the pipeline's settings (the preflight applies them when workers > 1)."""
+    _check_name("runtime", runtime, _RFC1123, 253)
+    for what, value in (("workers", workers), ("gpus_per_worker", gpus_per_worker)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise StepError(f"{what}={value!r}: must be an integer >= 1")
+
+
 def train_command(train_args: dict[str, Any], workspace_path: str, workers: int, gpus_per_worker: int) -> list[str]:
     """``osft-pipeline step train`` argv for every node, from train_model keyword arguments."""
     from steps.train import train_model
@@ -75,12 +83,9 @@ def trainjob_manifest(name: str, namespace: str, image: str, pvc_claim: str, wor
     _check_name("name", name, _RFC1035, 63)
     _check_name("namespace", namespace, _RFC1123, 63)
     _check_name("pvc_claim", pvc_claim, _RFC1123, 253)
-    _check_name("runtime", runtime, _RFC1123, 253)
+    validate_trainjob(workers, gpus_per_worker, runtime)
     if not isinstance(image, str) or not image.strip() or any(c.isspace() for c in image):
         raise StepError(f"image={image!r}: must be a container image reference")
-    for what, value in (("workers", workers), ("gpus_per_worker", gpus_per_worker)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise StepError(f"{what}={value!r}: must be an integer >= 1")
     if not workspace_path.startswith("/"):
         raise StepError(f"workspace_path={workspace_path!r}: must be an absolute path")
     env: list[dict[str, Any]] = [

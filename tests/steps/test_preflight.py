@@ -35,13 +35,23 @@ def test_inputs_are_every_parameter_as_text() -> None:
     assert all(f.annotation is str for f in PreflightInputs.model_fields.values())
 
 
-def test_resolve_normalises_what_later_tasks_take() -> None:
-    out, values = resolve(_raw(phase_03_eval_man_eval_tasks="arc_easy, mmlu", phase_02_train_man_train_workers="3"))
+def test_resolve_normalises_what_later_tasks_take(tiny_model: Path) -> None:
+    model = str(tiny_model)
+    out, values = resolve(_raw(phase_03_eval_man_eval_tasks="arc_easy, mmlu", phase_02_train_man_train_workers="3",
+                               phase_02_train_man_train_model=model))
     assert values["phase_02_train_man_train_workers"] == 3
     assert out["eval_tasks"] == '["arc_easy", "mmlu"]' and out["train_mode"] == "trainjob"
-    assert out["base_model"] == "Qwen/Qwen2.5-1.5B-Instruct"
-    out, _ = resolve(_raw(phase_03_eval_opt_compare_base="false"))
+    assert out["base_model"] == model
+    out, _ = resolve(_raw(phase_03_eval_opt_compare_base="false", phase_02_train_man_train_model=model))
     assert out["base_model"] == "" and out["train_mode"] == "single" and out["eval_tasks"] == '["arc_easy"]'
+
+
+def test_offline_hub_model_must_be_in_the_cache() -> None:
+    """Offline (the suite sets HF_HUB_OFFLINE=1) the default Hub model is not cached here: the train step would
+    stop after the dataset step, so the preflight stops first."""
+    with pytest.raises(ParamError, match="phase_02_train_man_train_model: model Qwen/Qwen2.5-1.5B-Instruct: the "
+                                         "Hugging Face Hub is offline here"):
+        resolve(_raw())
 
 
 @pytest.mark.parametrize("over, message", [
@@ -108,20 +118,21 @@ def _run_runner(entry: str, inputs: list[dict[str, str]], tmp_path: Path, env: d
                           capture_output=True, text=True, env=full_env, timeout=120)
 
 
-def test_preflight_through_heras_runner(workspace: Path, tmp_path: Path) -> None:
-    raw = _raw(workspace=str(workspace), phase_02_train_man_train_model="/models/base",
+def test_preflight_through_heras_runner(workspace: Path, tmp_path: Path, tiny_model: Path) -> None:
+    raw = _raw(workspace=str(workspace), phase_02_train_man_train_model=str(tiny_model),
                phase_03_eval_man_eval_tasks="gsm8k,mmlu")
     res = _run_runner("workflows.argo.preflight:preflight", [{"name": k, "value": v} for k, v in raw.items()], tmp_path)
     assert res.returncode == 0, res.stderr
     outs = tmp_path / "hera-outputs" / "parameters"
     assert (outs / "train_mode").read_text() == "single"
-    assert (outs / "base_model").read_text() == "/models/base"
+    assert (outs / "base_model").read_text() == str(tiny_model)
     assert json.loads((outs / "eval_tasks").read_text()) == ["gsm8k", "mmlu"]
     assert "[preflight] ok" in (workspace / "pipeline_log.txt").read_text()
 
 
-def test_preflight_failure_is_fast_and_logged(workspace: Path, tmp_path: Path) -> None:
-    raw = _raw(workspace=str(workspace), phase_01_dataset_man_data_uri="s3://bucket/x.jsonl")
+def test_preflight_failure_is_fast_and_logged(workspace: Path, tmp_path: Path, tiny_model: Path) -> None:
+    raw = _raw(workspace=str(workspace), phase_01_dataset_man_data_uri="s3://bucket/x.jsonl",
+               phase_02_train_man_train_model=str(tiny_model))
     res = _run_runner("workflows.argo.preflight:preflight", [{"name": k, "value": v} for k, v in raw.items()], tmp_path)
     assert res.returncode != 0 and "create the secret s3-secret" in res.stderr
     assert "[preflight] error: data_uri is s3://" in (workspace / "pipeline_log.txt").read_text()

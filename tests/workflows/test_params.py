@@ -1,5 +1,6 @@
 """The parameter spec: names and defaults of the original pipeline, validation, README table."""
 
+import json
 import re
 from pathlib import Path
 
@@ -9,24 +10,30 @@ from workflows import params
 from workflows.params import ParamError
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT.parent / "shared" / "spec" / "osft-minimal-pipeline-README.md"
+DATA = ROOT / "tests" / "data" / "spec"
+SEED_README = DATA / "osft-minimal-pipeline-README.md"  # the seed's README: the original 19 inputs
+UPSTREAM = DATA / "upstream-osft-minimal-inputs.json"  # upstream osft_minimal's current 20 inputs
 
 
-def _spec_rows() -> dict[str, tuple[str, str]]:
+def seed_rows() -> dict[str, tuple[str, str]]:
+    """name -> (type, default as written) from the seed README's Inputs table, in its order."""
     rows = {}
-    for line in SPEC.read_text(encoding="utf-8").splitlines():
+    for line in SEED_README.read_text(encoding="utf-8").splitlines():
         m = re.match(r"\| `(phase_\w+)` \| `(\w+)` \| (.*?) \|", line)
         if m:
             rows[m.group(1)] = (m.group(2), m.group(3).strip().strip("`"))
     return rows
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="../shared/spec is not beside this checkout")
-def test_original_inputs_match_the_spec_table() -> None:
-    spec = _spec_rows()
+def upstream_inputs() -> list[dict]:
+    return json.loads(UPSTREAM.read_text(encoding="utf-8"))["inputs"]
+
+
+def test_seed_inputs_are_kept_with_their_types_and_defaults() -> None:
+    spec = seed_rows()
     assert len(spec) == 19
     ours = {p.name: p for p in params.ORIGINAL}
-    assert list(ours) == list(spec)
+    assert set(spec) <= set(ours)
     for name, (type_name, default) in spec.items():
         p = ours[name]
         assert p.type.__name__ == type_name, name
@@ -38,6 +45,32 @@ def test_original_inputs_match_the_spec_table() -> None:
             assert p.default is (default == "True"), name
         else:
             assert p.coerce(default) == p.default, name
+
+
+def test_upstream_inputs_are_the_original_ones_in_order() -> None:
+    """Upstream's current osft_minimal (20 inputs) plus the seed's hf_token, which upstream dropped."""
+    upstream = upstream_inputs()
+    assert len(upstream) == 20
+    assert [p.name for p in params.UPSTREAM] == [u["name"] for u in upstream]
+    assert [p.name for p in params.ORIGINAL if not p.upstream] == ["phase_01_dataset_opt_hf_token"]
+    assert [p.name for p in params.PARAMS[:len(params.ORIGINAL)]] == [p.name for p in params.ORIGINAL]
+    for u in upstream:
+        p = params.BY_NAME[u["name"]]
+        assert p.type.__name__ == u["type"], u["name"]
+        assert p.required if u.get("required") else p.default == u["default"], u["name"]
+    assert "phase_02_train_opt_runtime" in {u["name"] for u in upstream}  # original, not added
+    assert params.BY_NAME["phase_04_registry_opt_format_version"].default == "2.9"
+
+
+def test_added_names_follow_upstreams_full_osft_pipeline() -> None:
+    """seed, eval batch and limit carry the names and defaults of upstream's full osft pipeline."""
+    full = json.loads(UPSTREAM.read_text(encoding="utf-8"))["full_osft_pipeline"]["inputs"]
+    assert {f["name"] for f in full} == {"phase_02_train_opt_seed", "phase_03_eval_opt_batch",
+                                         "phase_03_eval_opt_limit"}
+    for f in full:
+        p = params.BY_NAME[f["name"]]
+        assert (p.type.__name__, p.default, p.original) == (f["type"], f["default"], False), f["name"]
+    assert "phase_03_eval_opt_batch_size" not in params.BY_NAME
 
 
 def test_only_the_data_uri_is_required() -> None:
@@ -68,13 +101,13 @@ def test_strings_from_argo_are_coerced() -> None:
     ("phase_01_dataset_man_data_split", "1.5", r"must be in \(0, 1\]"),
     ("phase_01_dataset_man_data_split", "abc", "must be a number"),
     ("phase_02_train_man_train_batch", "1.5", "must be an integer"),
-    ("phase_02_train_man_train_unfreeze", "0", r"must be in \(0, 1\)"),
-    ("phase_02_train_man_train_unfreeze", "1.0", r"silently turns 1.0 into 0.5"),
+    ("phase_02_train_man_train_unfreeze", "0", r"must be in \(0, 1\]"),
+    ("phase_02_train_man_train_unfreeze", "1.0", r"silently replaces a frozen-rank ratio of 0 with 0.5"),
     ("phase_02_train_opt_learning_rate", "0.5", r"must be in \[1e-07, 0.01\]"),
     ("phase_02_train_man_train_model", "oci://nothing", "oci://registry/repository"),
     ("phase_04_registry_man_reg_version", "1.0", "semantic version"),
     ("phase_04_registry_opt_port", "70000", r"must be in \[1, 65535\]"),
-    ("phase_04_registry_man_address", "not a host!", "must be empty"),
+    ("phase_04_registry_man_address", "not a host!", "not a valid host name"),
     ("phase_03_eval_man_eval_tasks", '["arc easy"]', "invalid task name"),
     ("phase_01_dataset_opt_subset", "-1", "must be >= 0"),
     ("phase_02_train_opt_use_liger", "maybe", "must be true or false"),

@@ -218,7 +218,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             "learning_rate": wf("phase_02_train_opt_learning_rate"),
             "unfreeze_rank_ratio": wf("phase_02_train_man_train_unfreeze"),
             "use_liger": wf("phase_02_train_opt_use_liger"),
-            "seed": wf("phase_01_dataset_opt_seed"),
+            "seed": wf("phase_02_train_opt_seed"),
         }
         with DAG(name="pipeline"):
             a = t_preflight(name="preflight",
@@ -249,7 +249,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "base_model": pre % "base_model",
                 "tasks": pre % "eval_tasks",
                 "limit": wf("phase_03_eval_opt_limit"),
-                "batch_size": wf("phase_03_eval_opt_batch_size"),
+                "batch_size": wf("phase_03_eval_opt_batch"),
                 "max_regression": wf("phase_03_eval_opt_max_regression"),
             })
             r = t_register(name="register", when=f"'{wf('phase_04_registry_man_address')}' != ''", arguments={
@@ -258,6 +258,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "port": wf("phase_04_registry_opt_port"),
                 "name": wf("phase_04_registry_man_reg_name"),
                 "version": wf("phase_04_registry_man_reg_version"),
+                "format_version": wf("phase_04_registry_opt_format_version"),
                 "force": wf("phase_04_registry_opt_force"),
                 "pvc_claim": "{{workflow.name}}-workspace",  # the artifact URI: pvc://<claim>/<path of the model>
                 "workflow_name": "{{workflow.name}}",

@@ -1,4 +1,4 @@
-"""The Argo preflight task: every pipeline parameter through the CLI's rules, then the secret checks.
+"""The Argo preflight task: every pipeline parameter through every step's rules, then the secret checks.
 
 Why here and not in ``steps/``: the parameter rules live once in ``workflows/params.py`` and steps
 never import workflows. So the secret/cluster checks are a plain step (``steps.preflight``) and
@@ -15,8 +15,9 @@ from hera.workflows.io import Input
 from pydantic import create_model
 
 from steps.common.errors import StepError
+from steps.common.secrets import add_secret
 from steps.preflight import check_environment
-from workflows.params import PARAMS, ParamError, to_text, validate
+from workflows.params import PARAMS, ParamError, environment_rules, to_text, validate
 
 WORKSPACE = "/workspace"
 
@@ -33,12 +34,15 @@ _REQUIRED = {p.name for p in PARAMS if p.required}
 
 
 def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Validate raw parameter text (an empty required one counts as missing).
+    """Validate raw parameter text (an empty required one counts as missing) with every rule of every step,
+    including those that need this environment (a local model folder, the eval task registry and its data).
 
     Returns the normalised outputs later tasks take, and every parameter's typed value.
     """
     given = {k: v for k, v in raw.items() if k != "workspace" and not (k in _REQUIRED and not str(v).strip())}
     values = validate(given)
+    for rule in environment_rules(str(raw.get("workspace") or WORKSPACE)):
+        rule.apply(values)
     outputs = {
         "train_mode": "trainjob" if values["phase_02_train_man_train_workers"] > 1 else "single",
         "base_model": values["phase_02_train_man_train_model"] if values["phase_03_eval_opt_compare_base"] else "",
@@ -56,6 +60,7 @@ def preflight(
 ]:
     """Fail in seconds on a bad parameter or a missing secret, before any GPU pod starts."""
     raw = inputs.model_dump()  # type: ignore[attr-defined]
+    add_secret(str(raw.get("phase_01_dataset_opt_hf_token") or ""))  # masked in every message of this task
     workspace = raw.get("workspace") or WORKSPACE
     try:
         out, values = resolve(raw)

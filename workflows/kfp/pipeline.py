@@ -1,8 +1,11 @@
 """The KFP 2.x twin of the pipeline, for teams on a KFP / OpenShift AI pipeline server.
 
-Its root inputs are exactly the original pipeline's (names, types, defaults), generated from
-``workflows/params.py``. Each component is a thin lightweight-component wrapper that imports the same
-step function the Argo pods run, inside the project image (no pip installs at run time).
+Its root inputs are the Argo template's (names, types, defaults, generated from ``workflows/params.py``),
+so a run passing upstream osft_minimal's 20 inputs, or any of this port's, is accepted; only the two
+``phase_00_workspace_*`` settings are compile-time on KFP (the pipeline-level workspace PVC is fixed in
+the IR: ``build_pipeline(workspace_size=…, storage_class=…)``). Each component is a thin lightweight-component
+wrapper that imports the same step function the Argo pods run, inside the project image (no pip installs
+at run time).
 """
 
 import inspect
@@ -15,9 +18,12 @@ from kfp import compiler, dsl, kubernetes
 
 from steps.common.secrets import K8S_SECRETS
 from workflows.image import image
-from workflows.params import ORIGINAL, REQUIRED
+from workflows.params import PARAMS, REQUIRED, Param
 
 PIPELINE_NAME = "osft-minimal-pipeline"
+# Argo arguments that size the per-run volume; KFP fixes its workspace PVC at compile time instead.
+COMPILE_TIME = ("phase_00_workspace_opt_size", "phase_00_workspace_opt_storage_class")
+INPUTS: tuple[Param, ...] = tuple(p for p in PARAMS if p.name not in COMPILE_TIME)
 WORKSPACE_SIZE = "50Gi"
 STORAGE_CLASS = "nfs-csi"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -37,19 +43,19 @@ SECRETS: dict[str, tuple[str, ...]] = {
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
-def dataset_op(data_uri: str, workspace: str, split: float, subset: int, hf_token: str) -> str:
+def dataset_op(data_uri: str, workspace: str, split: float, subset: int, seed: int, hf_token: str) -> str:
     """Step 1: fetch, validate and split the chat dataset into the workspace."""
     import json
 
     from steps.dataset import prepare_dataset
 
-    return json.dumps(prepare_dataset(data_uri=data_uri, workspace=workspace, split=split, subset=subset,
+    return json.dumps(prepare_dataset(data_uri=data_uri, workspace=workspace, split=split, subset=subset, seed=seed,
                                       hf_token=hf_token))
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
 def train_op(workspace: str, model: str, batch: int, epochs: int, gpus: int, tokens: int, unfreeze: float,
-             workers: int, learning_rate: float, max_seq_len: int, use_liger: bool) -> str:
+             workers: int, learning_rate: float, max_seq_len: int, use_liger: bool, seed: int) -> str:
     """Step 2: OSFT with training_hub on the pod's own GPUs; the model stays on the workspace."""
     import json
 
@@ -61,24 +67,26 @@ def train_op(workspace: str, model: str, batch: int, epochs: int, gpus: int, tok
                         "TrainJob from the Argo template (osft-pipeline submit); on KFP use 1 worker")
     return json.dumps(train_model(workspace=workspace, model=model, effective_batch_size=batch, epochs=epochs,
                                   max_tokens_per_gpu=tokens, max_seq_len=max_seq_len, learning_rate=learning_rate,
-                                  unfreeze_rank_ratio=unfreeze, use_liger=use_liger,
+                                  unfreeze_rank_ratio=unfreeze, use_liger=use_liger, seed=seed,
                                   nproc_per_node=str(gpus) if gpus > 0 else "auto", nnodes=workers))
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
-def evaluate_op(workspace: str, base_model: str, tasks: list, limit: int, batch_size: str) -> str:
+def evaluate_op(workspace: str, base_model: str, compare_base: bool, tasks: list, limit: int, batch_size: str,
+                max_regression: float) -> str:
     """Step 3: lm-eval on the benchmark tasks and the held-out split, base vs tuned."""
     import json
 
     from steps.evaluate import evaluate_model
 
-    return json.dumps(evaluate_model(workspace=workspace, base_model=base_model, tasks=[str(t) for t in tasks],
-                                     limit=limit, batch_size=batch_size))
+    return json.dumps(evaluate_model(workspace=workspace, base_model=base_model if compare_base else "",
+                                     tasks=[str(t) for t in tasks], limit=limit, batch_size=batch_size,
+                                     max_regression=max_regression))
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
-def register_op(workspace: str, address: str, port: int, name: str, version: str, run_name: str,
-                run_id: str) -> str:
+def register_op(workspace: str, address: str, port: int, name: str, version: str, format_version: str, force: bool,
+                run_name: str, run_id: str) -> str:
     """Step 4: register the model, its metrics and provenance in the Kubeflow Model Registry."""
     import json
 
@@ -86,7 +94,8 @@ def register_op(workspace: str, address: str, port: int, name: str, version: str
 
     # KFP names the run's workspace PVC "<run name>-kfp-workspace": the model's URI is pvc://<that>/<path>
     return json.dumps(register_model(workspace=workspace, address=address, port=port, name=name, version=version,
-                                     workflow_name=run_name, workflow_uid=run_id, pvc_claim=f"{run_name}-kfp-workspace",
+                                     format_version=format_version, force=force, workflow_name=run_name,
+                                     workflow_uid=run_id, pvc_claim=f"{run_name}-kfp-workspace",
                                      pipeline_name="osft-minimal-pipeline"))
 
 
@@ -111,10 +120,11 @@ def _gpu_scheduling(task: dsl.PipelineTask) -> None:
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
 
 
-def _body(p: dict[str, Any], eval_limit: int, eval_batch_size: str) -> None:
+def _body(p: dict[str, Any]) -> None:
     ws = dsl.WORKSPACE_PATH_PLACEHOLDER
     data = dataset_op(data_uri=p["phase_01_dataset_man_data_uri"], workspace=ws,
                       split=p["phase_01_dataset_man_data_split"], subset=p["phase_01_dataset_opt_subset"],
+                      seed=p["phase_01_dataset_opt_seed"],
                       hf_token=p["phase_01_dataset_opt_hf_token"]).set_display_name("dataset")
     _common(data, "dataset", retries=2, timeout_s=2 * 3600).set_cpu_request("2").set_memory_request("4Gi")
 
@@ -124,44 +134,47 @@ def _body(p: dict[str, Any], eval_limit: int, eval_batch_size: str) -> None:
                      workers=p["phase_02_train_man_train_workers"],
                      learning_rate=p["phase_02_train_opt_learning_rate"],
                      max_seq_len=p["phase_02_train_opt_max_seq_len"],
-                     use_liger=p["phase_02_train_opt_use_liger"]).after(data).set_display_name("train")
+                     use_liger=p["phase_02_train_opt_use_liger"],
+                     seed=p["phase_02_train_opt_seed"]).after(data).set_display_name("train")
     _common(train, "train", retries=1, timeout_s=48 * 3600).set_cpu_request("8").set_memory_request("32Gi")
     train.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_02_train_man_train_gpu"])
     _gpu_scheduling(train)
 
     evaluate = evaluate_op(workspace=ws, base_model=p["phase_02_train_man_train_model"],
-                           tasks=p["phase_03_eval_man_eval_tasks"], limit=eval_limit,
-                           batch_size=eval_batch_size).after(train).set_display_name("evaluate")
+                           compare_base=p["phase_03_eval_opt_compare_base"], tasks=p["phase_03_eval_man_eval_tasks"],
+                           limit=p["phase_03_eval_opt_limit"], batch_size=p["phase_03_eval_opt_batch"],
+                           max_regression=p["phase_03_eval_opt_max_regression"]).after(train).set_display_name(
+        "evaluate")
     _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request("4").set_memory_request("16Gi")
-    evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(1)
+    evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_03_eval_opt_gpu"])
     _gpu_scheduling(evaluate)
 
     with dsl.If(p["phase_04_registry_man_address"] != "", name="registry-configured"):
         register = register_op(workspace=ws, address=p["phase_04_registry_man_address"],
                                port=p["phase_04_registry_opt_port"], name=p["phase_04_registry_man_reg_name"],
                                version=p["phase_04_registry_man_reg_version"],
-                               run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                               format_version=p["phase_04_registry_opt_format_version"],
+                               force=p["phase_04_registry_opt_force"], run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
                                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).after(evaluate).set_display_name("register")
         _common(register, "register", retries=3, timeout_s=1800)
 
 
-def build_pipeline(eval_limit: int = 0, eval_batch_size: str = "auto",
-                   workspace_size: str = WORKSPACE_SIZE, storage_class: str = STORAGE_CLASS) -> Any:
-    """The pipeline with the original 19 inputs; ``eval_limit`` is a compile-time knob for CPU-sized checks."""
+def build_pipeline(workspace_size: str = WORKSPACE_SIZE, storage_class: str = STORAGE_CLASS) -> Any:
+    """The pipeline with the Argo template's inputs (less the compile-time workspace settings, given here)."""
     params = [
         inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type,
                           default=inspect.Parameter.empty if p.default is REQUIRED else p.default)
-        for p in ORIGINAL
+        for p in INPUTS
     ]
     params.sort(key=lambda prm: prm.default is not inspect.Parameter.empty)  # required first
 
     names = [prm.name for prm in params]
 
     def pipeline(*args: Any, **kwargs: Any) -> None:  # KFP passes the pipeline channels positionally
-        _body({**dict(zip(names, args, strict=False)), **kwargs}, eval_limit, eval_batch_size)
+        _body({**dict(zip(names, args, strict=False)), **kwargs})
 
     pipeline.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    pipeline.__annotations__ = {p.name: p.type for p in ORIGINAL}
+    pipeline.__annotations__ = {p.name: p.type for p in INPUTS}
     pipeline.__name__ = "osft_minimal_pipeline"
     pipeline.__doc__ = "OSFT minimal pipeline - continual learning without catastrophic forgetting (Argo port's twin)."
     config = dsl.PipelineConfig(workspace=dsl.WorkspaceConfig(

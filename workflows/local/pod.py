@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,13 @@ class _Pod:
 
     mounts: list[tuple[str, Path]]  # (mount path, local dir), longest mount path first
     root: Path  # DIR/.pods/<task>: stand-in for the container's own filesystem
+    private: Path | None = None  # a 0700 temp folder outside the workspace (the staged script); removed after
+
+    def cleanup(self) -> None:
+        """Remove what must not outlive the process (the staged script holds rendered inputs, secrets included)."""
+        if self.private is not None:
+            shutil.rmtree(self.private, ignore_errors=True)
+            self.private = None
 
     def rewrite(self, text: str) -> str:
         for mount, local in self.mounts:
@@ -67,7 +75,10 @@ class PodExecutor:
         deadline = tmpl.get("activeDeadlineSeconds") or tmpl.get("timeout")
         timeout = _seconds(deadline)
         secrets = state.secrets() + tuple(v for k, v in env.items() if k in SECRET_ENV_VARS and v)
-        code, stdout, last_err, rss = self._spawn(state, t, cmd, env, cwd, secrets, timeout)
+        try:
+            code, stdout, last_err, rss = self._spawn(state, t, cmd, env, cwd, secrets, timeout)
+        finally:
+            pod.cleanup()
         t.exit_code, t.peak_rss_mb = code, rss
         t.finished = time.time()
         if code != 0:
@@ -132,9 +143,14 @@ class PodExecutor:
             state.notes.append(f"{t.name}: optional envFrom {ref.get('name')!r} skipped locally")
         cmd = [sub(c, "command") for c in body.get("command") or []] + [sub(a, "args") for a in body.get("args") or []]
         if "source" in body:
-            script = pod_root / "argo" / "staging" / "script"
-            script.parent.mkdir(parents=True)
-            script.write_text(sub(body["source"], "source"), encoding="utf-8")
+            # Argo stages the rendered source at /argo/staging/script inside the pod; it holds every
+            # {{inputs.parameters}} value, secret ones included, so here it lives in a private temp folder
+            # outside the workspace and is deleted as soon as the process exits (PodExecutor._execute).
+            pod.private = Path(tempfile.mkdtemp(prefix=f"osft-{t.name.replace('/', '-')}-"))
+            script = pod.private / "script"
+            fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(sub(body["source"], "source"))
             cmd.append(str(script))
         if not cmd:
             raise RunError(f"template {tmpl['name']!r} has no command: the image's entrypoint is unknown locally")

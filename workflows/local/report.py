@@ -204,6 +204,9 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
             doc.table(cols + extra, [[r.get(c) for c in cols + extra] for r in rows], classes={6: True})
         else:
             doc.p("The comparison holds no rows.", "missing")
+        variants = [str(n) for n in comp.get("local_variants") or []]
+        if variants:  # offline local variants that differ from lm-eval's task: said, never hidden
+            doc.p("Offline local variants (not lm-eval's own tasks): " + "; ".join(variants), "variant")
     else:
         _missing(doc, run, "evaluate", "eval/comparison.json")
     eval_png = ws / "eval" / "eval.png"

@@ -4,11 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from steps import evaluate
 from steps.common.errors import StepError
 from steps.evaluate import report as eval_report
+from steps.evaluate import task_plan
 from tests.tiny_assets import build_tiny_model, chat_rows, write_jsonl
 
 DATA = Path(__file__).parent / "data" / "eval_tasks"
@@ -70,20 +70,62 @@ def test_flatten_keeps_lm_eval_metric_names() -> None:
     assert by["grp", "acc"]["is_group"] and by["grp", "acc"]["n"] == 3
 
 
-@pytest.mark.parametrize(("ours", "builtin"), [
-    ("arc_easy.yaml", "arc/arc_easy.yaml"), ("piqa.yaml", "piqa/piqa.yaml"), ("sciq.yaml", "sciq/sciq.yaml"),
-    ("gsm8k.yaml", "gsm8k/gsm8k.yaml"), ("hellaswag.yaml", "hellaswag/hellaswag.yaml"),
-    ("_mmlu_template_yaml", "mmlu/default/_default_template_yaml"),
-])
-def test_local_yaml_keeps_lm_eval_prompts_and_metrics(ours: str, builtin: str) -> None:
+BUILTIN_YAML = {"arc_easy": "arc/arc_easy.yaml", "arc_challenge": "arc/arc_challenge.yaml", "piqa": "piqa/piqa.yaml",
+                "sciq": "sciq/sciq.yaml", "gsm8k": "gsm8k/gsm8k.yaml", "hellaswag": "hellaswag/hellaswag.yaml",
+                "mmlu": "mmlu/default/_default_template_yaml"}
+
+
+def _builtin(task: str) -> dict:
     import lm_eval
 
+    return task_plan.read_task_yaml(Path(lm_eval.__file__).parent / "tasks" / BUILTIN_YAML[task])
+
+
+def _ours(task: str) -> dict:
+    path = evaluate.local_tasks()[task].yaml_path
+    return task_plan.read_task_yaml(evaluate.TASK_DIR / "_mmlu_template_yaml" if task == "mmlu" else path)
+
+
+def test_every_local_variant_is_compared() -> None:
+    assert set(evaluate.local_tasks()) == set(BUILTIN_YAML)
+
+
+@pytest.mark.parametrize("task", sorted(BUILTIN_YAML))
+def test_local_yaml_keeps_lm_eval_prompts_and_metrics(task: str) -> None:
     keys = ("output_type", "doc_to_text", "doc_to_target", "doc_to_choice", "metric_list", "filter_list",
             "generation_kwargs", "num_fewshot", "target_delimiter", "fewshot_config", "description")
-    mine = yaml.load((evaluate.TASK_DIR / ours).read_text(), Loader=evaluate._YamlLoader)  # noqa: S506
-    theirs = yaml.load((Path(lm_eval.__file__).parent / "tasks" / builtin).read_text(),
-                       Loader=evaluate._YamlLoader)  # noqa: S506
+    mine, theirs = _ours(task), _builtin(task)
     assert {k: mine.get(k) for k in keys} == {k: theirs.get(k) for k in keys}
+
+
+def _scored_split(cfg: dict) -> str | None:
+    return cfg.get("test_split") or cfg.get("validation_split")  # lm-eval scores test when it has one
+
+
+def _fewshot_split(cfg: dict) -> str | None:
+    # lm-eval's few-shot source: fewshot_split, else training, else validation, else test docs
+    return cfg.get("fewshot_split") or cfg.get("training_split") or cfg.get("validation_split") or cfg.get("test_split")
+
+
+@pytest.mark.parametrize("task", sorted(BUILTIN_YAML))
+def test_local_variant_keeps_lm_evals_name_only_on_the_same_splits(task: str) -> None:
+    """A variant that scores lm-eval's split (and takes few-shot examples from lm-eval's split, when it uses any)
+    keeps lm-eval's name; any other is reported as <task>@<what differs>, never under lm-eval's name."""
+    mine, theirs = _ours(task), _builtin(task)
+    sources = evaluate.task_sources(evaluate.local_tasks()[task].yaml_path)
+    scored, fewshot = _scored_split(mine), _fewshot_split(mine)
+    assert all(scored in kw["splits"] for kw in sources)  # the loader provides the split that is scored
+    uses_fewshot = bool(theirs.get("num_fewshot")) or theirs.get("fewshot_config") is not None
+    if uses_fewshot:
+        assert all(fewshot in kw["splits"] for kw in sources)
+    name = evaluate.local_tasks()[task].name
+    if scored != _scored_split(theirs):
+        assert name == f"{task}@{scored}"
+    elif uses_fewshot and fewshot != _fewshot_split(theirs):
+        assert name == f"{task}@fewshot-from-{fewshot}"
+    else:
+        assert name == task
+    assert bool(evaluate.local_tasks()[task].note) is (name != task)
 
 
 def test_mmlu_local_lists_every_lm_eval_subject() -> None:
@@ -159,33 +201,38 @@ def test_base_vs_tuned_report_gate_cache_and_model_args(workspace: Path, tiny_mo
     out = evaluate.evaluate_model(str(workspace), log_samples=True, **kwargs)
 
     ev = workspace / "eval"
-    assert runs == [("tuned", ["arc_easy", "held_out"]), ("base", ["arc_easy", "held_out"])]
+    arc = "arc_easy@validation"  # offline, ARC scores its validation split: reported under its own name
+    assert runs == [("tuned", [arc, "held_out"]), ("base", [arc, "held_out"])]
     assert out["held_out"]["tuned"] == {"scored": 6, "dropped_too_long": 1}
-    assert out["tasks"] == ["arc_easy", "held_out"] and out["backend"] == "hf"
+    assert out["tasks"] == [arc, "held_out"] and out["backend"] == "hf"
+    assert out["task_names"] == {"arc_easy": arc} and "validation split" in out["local_variants"][0]
     res = json.loads((ev / "results.json").read_text())
-    assert set(res["results"]) == {"arc_easy", "held_out"} and "samples" not in res
-    assert res["n-samples"]["arc_easy"]["effective"] == 4 and res["n-samples"]["held_out"]["effective"] == 4
+    assert set(res["results"]) == {arc, "held_out"} and "samples" not in res
+    assert res["n-samples"][arc]["effective"] == 4 and res["n-samples"]["held_out"]["effective"] == 4
     assert res["config"]["model_args"]["max_length"] == 96 and res["config"]["batch_size"] == 4
-    assert res["configs"]["arc_easy"]["metadata"]["local_variant_of"] == "arc_easy"
+    assert res["configs"][arc]["metadata"]["local_variant_of"] == "arc_easy"
     metrics = json.loads((ev / "metrics.json").read_text())
     keys = {(r["role"], r["task"], r["metric"]) for r in metrics}
-    assert {("tuned", "arc_easy", "acc"), ("base", "arc_easy", "acc_norm"), ("tuned", "held_out", "token_perplexity"),
+    assert {("tuned", arc, "acc"), ("base", arc, "acc_norm"), ("tuned", "held_out", "token_perplexity"),
             ("base", "held_out", "bits_per_byte")} <= keys
     assert all(r["n"] == 4 for r in metrics)
     comp = json.loads((ev / "comparison.json").read_text())
-    assert comp["gate"] == out["gate"] == eval_report.gate(comp["rows"], ["arc_easy"], 0.02)[0]
+    assert comp["gate"] == out["gate"] == eval_report.gate(comp["rows"], [arc], 0.02)[0]
+    assert comp["task_names"] == {"arc_easy": arc} and comp["local_variants"] == out["local_variants"]
+    table = (ev / "comparison.md").read_text()
+    assert f"| {arc} | acc |" in table and "Offline local variants" in table and out["local_variants"][0] in table
+    assert f"arc_easy runs offline as the local variant {arc}" in (workspace / "pipeline_log.txt").read_text()
     ppl = next(r for r in comp["rows"] if r["metric"] == "token_perplexity")
     assert ppl["delta"] != 0 and ppl["verdict"] == (eval_report.IMPROVED if ppl["delta"] < 0 else eval_report.REGRESSED)
     assert "| held_out | token_perplexity |" in (ev / "comparison.md").read_text()
     samples = [json.loads(line) for line in (ev / "samples.jsonl").read_text().splitlines()]
-    assert {(s["role"], s["task"]) for s in samples} == {(r, t) for r in ("tuned", "base") for t in ("arc_easy",
-                                                                                                     "held_out")}
+    assert {(s["role"], s["task"]) for s in samples} == {(r, t) for r in ("tuned", "base") for t in (arc, "held_out")}
     assert (ev / "eval.png").read_bytes()[:4] == b"\x89PNG"
 
     runs.clear()  # second run: base comes from the workspace cache, samples are not asked for
     again = evaluate.evaluate_model(str(workspace), **kwargs)
-    assert runs == [("tuned", ["arc_easy", "held_out"])]
-    assert again["base_cached"] == ["arc_easy", "held_out"]
+    assert runs == [("tuned", [arc, "held_out"])]
+    assert again["base_cached"] == [arc, "held_out"]
     assert json.loads((ev / "comparison.json").read_text())["rows"] == comp["rows"]
     assert not (ev / "samples.jsonl").exists()
 
@@ -199,7 +246,7 @@ def test_empty_eval_split_is_information_not_an_error(workspace: Path, tiny_mode
     write_jsonl(workspace / "dataset" / "eval.jsonl", [])
     out = evaluate.evaluate_model(str(workspace), model=str(tiny_model), tasks=["arc_easy"], limit=2,
                                   batch_size="auto", data_dir=str(DATA))
-    assert out["gate"] == "n/a" and out["held_out"]["status"] == "empty" and out["tasks"] == ["arc_easy"]
+    assert out["gate"] == "n/a" and out["held_out"]["status"] == "empty" and out["tasks"] == ["arc_easy@validation"]
     assert out["comparison_path"] == "" and not (workspace / "eval" / "comparison.json").exists()
     res = json.loads((workspace / "eval" / "results.json").read_text())
     assert res["config"]["batch_size"] == evaluate.CPU_BATCH  # auto on CPU -> fixed
@@ -215,3 +262,24 @@ def test_cli_splits_task_lists_and_reports_errors(workspace: Path, tiny_model: P
                                       "--tasks", "arc_easy,nope", "--data-dir", str(DATA)])
     assert result.exit_code == 2
     assert "['nope'] have no offline variant" in result.output
+
+
+@pytest.mark.parametrize("limit", [-1, 0])
+def test_limit_minus_one_and_zero_mean_every_document(limit: int, workspace: Path, tiny_model: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """-1 is upstream's "all"; 0 keeps meaning all too. lm-eval is then called without a limit."""
+    import lm_eval
+
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(**kw: object) -> dict:
+        seen.update(kw)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake_evaluate)
+    with pytest.raises(StepError, match="stop here"):
+        evaluate.evaluate_model(str(workspace), model=str(tiny_model), tasks=["arc_easy"], limit=limit,
+                                data_dir=str(DATA))
+    assert seen["limit"] is None
+    with pytest.raises(StepError, match=r"limit=-2: must be -1 \(every document\)"):
+        evaluate.evaluate_model(str(workspace), model=str(tiny_model), limit=-2)

@@ -12,6 +12,7 @@ from steps.common.workspace import Workspace
 from steps.register import client as registry_client
 from steps.register import next_version, register_model
 from steps.register.client import parse_address
+from tests import tls_certs
 from tests.registry_server import V1ALPHA3, RegistryServer
 
 TOKEN = "tok-3f9a1c77e2b84d0c"  # noqa: S105 - a test token, asserted never to leak
@@ -113,7 +114,7 @@ def test_register_then_rerun_is_idempotent(ws: Path, server: RegistryServer) -> 
     mr = ModelRegistry("http://127.0.0.1", server.port, author="t", is_secure=False, user_token=TOKEN)
     props = mr.get_model_version("osft-model", "1.0.0").custom_properties
     art = mr.get_model_artifact("osft-model", "1.0.0")
-    assert art.uri == rec["uri"] and art.model_format_name == "pytorch" and art.model_format_version
+    assert art.uri == rec["uri"] and art.model_format_name == "pytorch" and art.model_format_version == "2.9"
     assert art.model_source_id == "9d2c-uid" and art.model_source_group == "team-a"
     assert props["train.final_loss"] == 1.25 and props["train.learning_rate"] == 5e-06
     assert props["train.max_seq_len"] == 512 and props["train.epochs"] == 1 and props["train.use_liger"] is False
@@ -132,6 +133,26 @@ def test_register_then_rerun_is_idempotent(ws: Path, server: RegistryServer) -> 
     assert again["status"] == "already registered"
     assert again["model_version_id"] == out["model_version_id"] and len(server.calls("POST")) == posts
     assert (ws / "pipeline_log.txt").read_text().count("already registered") == 1
+
+
+def test_format_version_is_the_parameter_not_the_torch_version(ws: Path, server: RegistryServer) -> None:
+    out = reg(ws, server, format_version="3.1")
+    assert record(ws)["format_version"] == "3.1"
+    body = json.loads(server.calls("POST")[-1].body)  # the artifact the registry stored
+    assert body["modelFormatVersion"] == "3.1" and out["status"] == "registered"
+    with pytest.raises(StepError, match="format_version is empty"):
+        reg(ws, server, version="2.0.0", format_version=" ")
+
+
+def test_base_model_credentials_never_reach_the_registry(ws: Path, server: RegistryServer,
+                                                         capfd: pytest.CaptureFixture) -> None:
+    """The version description and the base_model property carry the base model without its user:password."""
+    reg(ws, server, base_model="oci://bob:s3cretPassw0rd@quay.io/org/base:1.0")
+    sent = " ".join(e.body.decode() if isinstance(e.body, bytes) else str(e.body) for e in server.calls("POST"))
+    assert "s3cretPassw0rd" not in sent and "oci://***@quay.io/org/base:1.0" in sent
+    for text in ((ws / "pipeline_log.txt").read_text(), (ws / "registry" / "registration.json").read_text(),
+                 capfd.readouterr().err):
+        assert "s3cretPassw0rd" not in text
 
 
 def test_version_auto_bumps_patch(ws: Path, server: RegistryServer) -> None:
@@ -236,29 +257,7 @@ def test_container_local_or_secret_uri_refused(ws: Path, uri: str) -> None:
 
 def self_signed(tmp_path: Path) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake-registry")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(hours=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / "ca.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
+    return tls_certs.self_signed(tmp_path, ip="127.0.0.1", common_name="fake-registry")
 
 
 def test_tls_with_custom_ca(ws: Path, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The fake Model Registry is checked against the shared OpenAPI spec, so the register tests mean something.
+"""The fake Model Registry is checked against the (vendored) Model Registry OpenAPI spec, so the register tests
+mean something.
 
 1. Every exchange the REAL client makes in a full scenario is validated independently of the fake's own
    validation: the operation exists, query/path parameters and request bodies match the spec

@@ -55,7 +55,7 @@ def test_second_install_updates_with_resource_version(stub: ArgoStub) -> None:
 
 
 def test_bad_parameter_fails_before_any_request(stub: ArgoStub) -> None:
-    with pytest.raises(Exception, match="phase_02_train_man_train_epochs='0': must be >= 1"):
+    with pytest.raises(Exception, match="phase_02_train_man_train_epochs: epochs=0: must be an integer >= 1"):
         submit_from_template(_target(stub), {DATA: "/d.jsonl", "phase_02_train_man_train_epochs": "0"})
     with pytest.raises(Exception, match="is required"):
         submit_from_template(_target(stub), {})

@@ -2,6 +2,7 @@
 
 import copy
 import gzip
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -16,9 +17,14 @@ from workflows.argo.pipeline import SECRET_KEYS, build_cron, build_template
 from workflows.params import PARAMS, to_text
 
 ROOT = Path(__file__).resolve().parents[3]
-SHARED = next((p / "shared" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared").is_dir()),
-              ROOT.parent / "shared")  # beside the checkout (also from a worktree one level deeper)
-README_SPEC = SHARED / "spec" / "osft-minimal-pipeline-README.md"
+README_SPEC = ROOT / "tests" / "data" / "spec" / "osft-minimal-pipeline-README.md"  # the seed's README
+# sha256 of the Argo files as published (workflows/argo/schemas/SOURCE.txt names tags and paths)
+SCHEMA_SHA256 = {
+    "argo-v4.1.2.schema.json.gz": "3f84c5722c48a5aa815fe69119a9375fc3635114f8046da20ede55a8596529f5",
+    "argo-v4.1.2.swagger.json.gz": "c75ea5e10cbca5a251019c0f5dafef98449551562403e9e903a53db985d5e6b8",
+    "argo-v4.0.5.schema.json.gz": "98df6174460702d2c178cd54c6fb3f597985c9969bb5ae79ad7e55e2d47c0b39",
+    "argo-v4.0.5.swagger.json.gz": "ca6192385b6bd3a6090a6735501d0d9436c46b979fdc61311477dbbdbf40ec99",
+}
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +99,9 @@ def test_int_or_string_quirk_is_patched(wt: dict[str, Any]) -> None:
     assert any("is not of type 'string'" in e.message for e in raw.iter_errors(wt))
 
 
-@pytest.mark.skipif(not (SHARED / "schemas" / "argo").is_dir(), reason="../shared/schemas not beside this checkout")
-def test_vendored_schemas_are_the_shared_ones() -> None:
-    pairs = {"argo-v4.1.2.schema.json.gz": "schema.json", "argo-v4.1.2.swagger.json.gz": "swagger.json",
-             "argo-v4.0.5.schema.json.gz": "v4.0.5/schema.json", "argo-v4.0.5.swagger.json.gz": "v4.0.5/swagger.json"}
-    for vendored, shared in pairs.items():
-        assert gzip.decompress((lint.SCHEMA_DIR / vendored).read_bytes()) == \
-            (SHARED / "schemas" / "argo" / shared).read_bytes()
+def test_vendored_schemas_are_the_published_files() -> None:
+    for vendored, digest in SCHEMA_SHA256.items():
+        assert hashlib.sha256(gzip.decompress((lint.SCHEMA_DIR / vendored).read_bytes())).hexdigest() == digest
 
 
 # ------------------------------------------------------------------------------------------------- core objects
@@ -176,7 +178,6 @@ def test_cron_reference_checks(wt: dict[str, Any], cron: dict[str, Any]) -> None
     assert "would suspend every run" in errors and "not in ['true', 'false']" in errors and "'other'" in errors
 
 
-@pytest.mark.skipif(not README_SPEC.exists(), reason="../shared/spec is not beside this checkout")
 def test_secret_names_and_keys_match_the_original_readme() -> None:
     text = README_SPEC.read_text(encoding="utf-8")
     original = {n: k for n, k in SECRET_KEYS.items() if n != "model-registry-token"}  # the one secret we add
@@ -214,6 +215,20 @@ def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     assert exit_args["status"] == "{{workflow.status}}"
     outs = {p["name"] for p in _tmpl(wt, "record-status")["outputs"]["parameters"]}
     assert {"final_loss", "eval_gate", "registration_status"} <= outs
+
+
+def test_each_parameter_reaches_the_step_argument_it_names(wt: dict[str, Any]) -> None:
+    """The two seeds stay apart (split vs training), upstream's names feed eval batch, limit and format version."""
+    def args(task: str) -> dict[str, str]:
+        return {p["name"]: p["value"] for p in _tasks(wt)[task]["arguments"]["parameters"]}
+
+    ref = "{{workflow.parameters.%s}}"  # noqa: UP031
+    assert args("dataset")["seed"] == ref % "phase_01_dataset_opt_seed"
+    assert args("train")["seed"] == args("train-trainjob")["seed"] == ref % "phase_02_train_opt_seed"
+    assert args("evaluate")["batch_size"] == ref % "phase_03_eval_opt_batch"
+    assert args("evaluate")["limit"] == ref % "phase_03_eval_opt_limit"
+    assert args("register")["format_version"] == ref % "phase_04_registry_opt_format_version"
+    assert args("train-trainjob")["runtime"] == ref % "phase_02_train_opt_runtime"
 
 
 def test_runner_templates_call_the_step_functions(wt: dict[str, Any]) -> None:

@@ -1,18 +1,19 @@
-"""The KFP twin: golden IR, root inputs equal to the original README table, platform settings, kfp.local run."""
+"""The KFP twin: golden IR, root inputs equal to the Argo template's, platform settings, kfp.local run."""
 
+import inspect
 import json
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from workflows.argo.pipeline import build_template
 from workflows.kfp import pipeline as kfp_pipeline
-from workflows.params import ORIGINAL
+from workflows.params import PARAMS
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "templates" / "osft-minimal-pipeline.kfp.yaml"
-SPEC = ROOT.parent / "shared" / "spec" / "osft-minimal-pipeline-README.md"
+UPSTREAM = ROOT / "tests" / "data" / "spec" / "upstream-osft-minimal-inputs.json"  # upstream's 20 inputs
 KFP_TYPES = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN", "list": "LIST"}
 
 
@@ -30,28 +31,49 @@ def test_committed_ir_equals_a_fresh_compile(compiled: Path) -> None:
     assert GOLDEN.read_text() == compiled.read_text(), "stale KFP IR: run `make compile`"
 
 
-@pytest.mark.skipif(not SPEC.exists(), reason="../shared/spec is not beside this checkout")
-def test_root_inputs_equal_the_original_readme_table(compiled: Path) -> None:
-    table = {}
-    for line in SPEC.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\| `(phase_\w+)` \| `(\w+)` \| (.*?) \|", line)
-        if m:
-            table[m.group(1)] = (m.group(2), m.group(3).strip().strip("`"))
+def test_a_run_with_upstreams_20_inputs_is_accepted(compiled: Path) -> None:
+    """Every input of upstream osft_minimal is a root input of the IR with the same type and default, and the
+    pipeline function binds a call passing exactly those 20 (what a KFP run with them amounts to)."""
+    upstream = json.loads(UPSTREAM.read_text(encoding="utf-8"))["inputs"]
     inputs = kfp_pipeline.root_inputs(compiled)
-    assert sorted(inputs) == sorted(table)
-    for name, (type_name, default) in table.items():
-        got = inputs[name]
-        assert got["parameterType"] == KFP_TYPES[type_name], name
-        if default == "None":
-            assert "defaultValue" not in got and not got.get("isOptional"), name
-            continue
-        expected = {"str": str, "int": int, "float": float, "bool": lambda v: v == "True",
-                    "list": lambda v: json.loads(v.replace("'", '"'))}[type_name](default)
-        assert got["defaultValue"] == expected, name
+    for u in upstream:
+        got = inputs[u["name"]]
+        assert got["parameterType"] == KFP_TYPES[u["type"]], u["name"]
+        if u.get("required"):
+            assert "defaultValue" not in got and not got.get("isOptional"), u["name"]
+        else:
+            assert got["defaultValue"] == u["default"], u["name"]
+    func = kfp_pipeline.build_pipeline().pipeline_func
+    inspect.signature(func).bind(**{u["name"]: u.get("default", "hf://org/data") for u in upstream})
 
 
-def test_inputs_come_from_the_parameter_spec(compiled: Path) -> None:
-    assert set(kfp_pipeline.root_inputs(compiled)) == {p.name for p in ORIGINAL}
+def test_root_inputs_are_the_argo_templates_arguments(compiled: Path) -> None:
+    """The KFP twin takes every Argo argument except the two workspace-volume settings, fixed at compile time."""
+    argo = {p["name"] for p in build_template().to_dict()["spec"]["arguments"]["parameters"]}
+    assert set(kfp_pipeline.root_inputs(compiled)) == argo - set(kfp_pipeline.COMPILE_TIME)
+    assert set(kfp_pipeline.COMPILE_TIME) < argo
+    assert {p.name for p in PARAMS} == argo
+    inputs = kfp_pipeline.root_inputs(compiled)
+    for p in PARAMS:
+        if p.name in inputs and not p.required:
+            assert inputs[p.name]["defaultValue"] == p.default, p.name
+
+
+def test_inputs_reach_the_same_step_arguments_as_on_argo(docs: list[dict]) -> None:
+    ir = docs[0]
+    tasks = ir["root"]["dag"]["tasks"]
+
+    def src(task: dict, arg: str) -> str:
+        return task["inputs"]["parameters"][arg]["componentInputParameter"].removeprefix("pipelinechannel--")
+
+    assert src(tasks["dataset-op"], "seed") == "phase_01_dataset_opt_seed"
+    assert src(tasks["train-op"], "seed") == "phase_02_train_opt_seed"
+    assert src(tasks["evaluate-op"], "batch_size") == "phase_03_eval_opt_batch"
+    assert src(tasks["evaluate-op"], "limit") == "phase_03_eval_opt_limit"
+    assert src(tasks["evaluate-op"], "compare_base") == "phase_03_eval_opt_compare_base"
+    register = ir["components"]["comp-condition-1"]["dag"]["tasks"]["register-op"]
+    assert src(register, "format_version") == "phase_04_registry_opt_format_version"
+    assert src(register, "force") == "phase_04_registry_opt_force"
 
 
 def test_secrets_match_the_readme(docs: list[dict]) -> None:
@@ -80,7 +102,8 @@ def test_gpus_scheduling_workspace_and_registry_condition(docs: list[dict]) -> N
     train_acc = executors["exec-train-op"]["container"]["resources"]["accelerator"]
     assert train_acc["resourceType"] == "nvidia.com/gpu"
     assert "phase_02_train_man_train_gpu" in json.dumps(train_acc)  # the count follows the pipeline input
-    assert executors["exec-evaluate-op"]["container"]["resources"]["accelerator"]["resourceCount"] == "1"
+    eval_acc = executors["exec-evaluate-op"]["container"]["resources"]["accelerator"]
+    assert "phase_03_eval_opt_gpu" in json.dumps(eval_acc)  # as in the Argo template
     for name in ("exec-train-op", "exec-evaluate-op"):
         ex = platform["deploymentSpec"]["executors"][name]
         assert ex["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
@@ -114,7 +137,8 @@ def test_dataset_component_runs_under_kfp_local(tmp_path: Path, chat_jsonl: Path
     ws = tmp_path / "ws"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
                workspace_root=str(ws))
-    task = kfp_pipeline.dataset_op(data_uri=str(chat_jsonl), workspace=str(ws), split=0.75, subset=40, hf_token="")
+    task = kfp_pipeline.dataset_op(data_uri=str(chat_jsonl), workspace=str(ws), split=0.75, subset=40, seed=42,
+                                   hf_token="")
     result = json.loads(task.output)
     assert (result["train_rows"], result["eval_rows"]) == (30, 10)
     assert (ws / "dataset" / "summary.json").is_file()

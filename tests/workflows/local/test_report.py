@@ -49,8 +49,10 @@ def full_ws(tmp_path: Path) -> Path:
     _png(ws / "train" / "loss.png", [3, 2, 1.5, 1.2])
     (ws / "train" / "metrics.json").write_text(json.dumps({"final_loss": 1.2, "steps": 4, "losses": [3, 2]}))
     (ws / "eval").mkdir()
-    (ws / "eval" / "comparison.json").write_text(json.dumps({"gate": "fail", "max_regression": 0.02, "rows": [
-        {"task": "arc_easy", "metric": "acc", "base": 0.5, "tuned": 0.45, "delta": -0.05, "verdict": "regressed"},
+    (ws / "eval" / "comparison.json").write_text(json.dumps({"gate": "fail", "max_regression": 0.02, "local_variants": [
+        "arc_easy runs offline as the local variant arc_easy@validation: scores the validation split"], "rows": [
+        {"task": "arc_easy@validation", "metric": "acc", "base": 0.5, "tuned": 0.45, "delta": -0.05,
+         "verdict": "regressed"},
         {"task": "held_out", "metric": "loss", "base": 2.0, "tuned": 1.5, "delta": -0.5, "stderr": 0.1,
          "verdict": "improved", "note": "extra"}, "not-a-row"]}))
     _png(ws / "eval" / "eval.png", [0.5, 0.45])
@@ -69,7 +71,10 @@ def test_report_has_every_section_and_no_secret(full_ws: Path) -> None:
     assert "https://***@host/data.jsonl" in md  # credentials in URIs redacted
     assert page.count("data:image/png;base64,") == 2 and "](train/loss.png)" in md
     assert '<td class="regressed">regressed</td>' in page and "Gate: FAIL" in md
-    assert "| arc_easy | acc | 0.5 | 0.45 | -0.05 |  | regressed |  |" in md  # missing stderr tolerated
+    assert "| arc_easy@validation | acc | 0.5 | 0.45 | -0.05 |  | regressed |  |" in md  # missing stderr tolerated
+    variant = "arc_easy runs offline as the local variant arc_easy@validation: scores the validation split"
+    assert variant in md  # an offline variant is said so in the report, in both formats
+    assert f'<p class="variant">Offline local variants (not lm-eval&#x27;s own tasks): {variant}' in page
     assert "| stderr | verdict | note |" in md  # extra key kept as a column
     assert "| phase_01_dataset_opt_hf_token | *** | template default |" in md
     assert "| phase_02_train_man_train_epochs | 2 | -p override |" in md
@@ -118,7 +123,7 @@ def test_report_renders_in_headless_chromium(full_ws: Path, tmp_path: Path) -> N
     check = json.loads(html.unescape(m.group(1)))
     assert check["tables"] >= 6
     assert {"Dataset", "Training", "Evaluation: base vs tuned", "Registration"} <= set(check["h2"])
-    assert "regressed" in check["cells"] and "arc_easy" in check["cells"]
+    assert "regressed" in check["cells"] and "arc_easy@validation" in check["cells"]
     assert [i["alt"] for i in check["images"]] == ["training loss curve", "evaluation scores"]
     for img in check["images"]:  # base64 PNGs decoded and laid out
         assert img["complete"] and img["w"] > 50 and img["h"] > 30 and img["shown"] > 50
