@@ -58,7 +58,7 @@ def validate_args(split: float, subset: int, seed: int) -> None:
 
 
 def _hf_rows(src: HfSource, token: str | None):  # noqa: ANN202
-    """Stream rows of a Hub dataset (preferring a training split)."""
+    """Stream the rows (dicts) of a Hub dataset, preferring a training split."""
     import datasets
 
     shown = f"hf://{src.repo}" + (f":{src.config}" if src.config else "")
@@ -77,7 +77,7 @@ def _hf_rows(src: HfSource, token: str | None):  # noqa: ANN202
     if not names:
         raise StepError(f"{shown}: dataset has no splits")
     chosen = next((s for s in _HF_SPLITS if s in names), names[0])
-    yield from enumerate(splits[chosen], 1)
+    yield from splits[chosen]
 
 
 def _inputs(src: Source, ws: Workspace) -> list[_Input]:
