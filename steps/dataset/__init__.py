@@ -1,33 +1,25 @@
 """Step 1, dataset: fetch, validate every row, take the first N, split train/eval deterministically.
 
 Writes ``dataset/train.jsonl``, ``dataset/eval.jsonl`` and ``dataset/summary.json`` (the success
-marker, written last) under the workspace. Memory stays flat as the data grows: rows stream from
-the source through validation straight into the two splits, routed by a seeded index mask (one byte
-per row). When the row count is not cheap to know up front (gzip, CSV, JSON, Hub), validated rows go
-to a spool file first and a second pass routes them.
+marker, written last) under the workspace. One pass, whatever the source: rows stream from the file,
+the S3 object or the HTTP response (read ahead by a thread, resumed after a dropped connection) through
+validation into the seeded split (steps/dataset/split.py), which writes each row once, to its split.
+Nothing else is written to disk and memory stays bounded as the data grows.
 """
 
-import hashlib
 import math
 import os
-import queue
-import shutil
-import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from steps.common.errors import StepError
 from steps.common.secrets import add_secret, redact_uri
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, write_json
-from steps.dataset.chat_format import RowError, parse_json_row, parse_obj_row
-from steps.dataset.readers import Payload, count_rows, read_rows
+from steps.dataset.chat_format import RowError, parse_batch
+from steps.dataset.readers import Batch, DataFile, batched, local_file, read_rows, remote_file
 from steps.dataset.sources import (
     HfSource,
     HttpSource,
@@ -35,75 +27,24 @@ from steps.dataset.sources import (
     PvcSource,
     S3Source,
     Source,
-    fetch_http,
-    fetch_s3,
+    http_object,
     local_files,
     parse_source,
+    s3_objects,
 )
+from steps.dataset.split import JsonlWriter, SeededSplit
 
 STEP = "dataset"
-_FLUSH_BYTES = 4 << 20
 _HF_SPLITS = ("train_sft", "train_gen", "train", "training")
 
 
 @dataclass
-class _Stream:
-    """The rows of one input file (or Hub split), with the row count when it is cheap to know."""
+class _Input:
+    """One input file (or Hub split), read lazily."""
 
     name: str
-    fmt: str
-    rows: Iterator[tuple[int, Payload]]
-    count: int | None
-
-
-class _Writer:
-    """Buffered JSONL writer; a background thread writes and hashes (both release the GIL)."""
-
-    def __init__(self, path: Path) -> None:
-        self.fh = open(path, "wb")
-        self.hasher = hashlib.sha256()
-        self.buf: list[bytes] = []
-        self.size = 0
-        self.rows = 0
-        self.bytes = 0
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
-
-    def _drain(self) -> None:
-        while (chunk := self.queue.get()) is not None:
-            if self.error is None:
-                try:
-                    self.fh.write(chunk)
-                    self.hasher.update(chunk)
-                except BaseException as exc:  # surfaced by close()
-                    self.error = exc
-
-    def add(self, line: bytes) -> None:
-        self.buf.append(line)
-        self.size += len(line)
-        self.rows += 1
-        if self.size >= _FLUSH_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self.buf:
-            self.buf.append(b"")
-            data = b"\n".join(self.buf)
-            self.bytes += len(data)
-            self.queue.put(data)
-            self.buf = []
-            self.size = 0
-
-    def close(self) -> dict[str, Any]:
-        self._flush()
-        self.queue.put(None)
-        self.thread.join()
-        self.fh.close()
-        if self.error is not None:
-            raise StepError(f"cannot write {self.fh.name}: {self.error}")
-        return {"rows": self.rows, "bytes": self.bytes, "sha256": self.hasher.hexdigest()}
+    file: DataFile | None = None  # None for the Hub
+    fmt: str = ""
 
 
 def validate_args(split: float, subset: int, seed: int) -> None:
@@ -117,7 +58,7 @@ def validate_args(split: float, subset: int, seed: int) -> None:
 
 
 def _hf_rows(src: HfSource, token: str | None):  # noqa: ANN202
-    """Stream rows of a Hub dataset (preferring a training split)."""
+    """Stream the rows (dicts) of a Hub dataset, preferring a training split."""
     import datasets
 
     shown = f"hf://{src.repo}" + (f":{src.config}" if src.config else "")
@@ -136,96 +77,55 @@ def _hf_rows(src: HfSource, token: str | None):  # noqa: ANN202
     if not names:
         raise StepError(f"{shown}: dataset has no splits")
     chosen = next((s for s in _HF_SPLITS if s in names), names[0])
-    yield from enumerate(splits[chosen], 1)
+    yield from splits[chosen]
 
 
-def _source_files(src: Source, ws: Workspace, scratch: Path) -> list[Path]:
-    if isinstance(src, PvcSource | LocalSource):
-        return local_files(src, ws.root)
-    if isinstance(src, HttpSource):
-        return fetch_http(src, scratch)
-    if isinstance(src, S3Source):
-        return fetch_s3(src, scratch)
-    raise AssertionError(src)
-
-
-def _open_streams(src: Source, ws: Workspace, scratch: Path, token: str | None) -> list[_Stream]:
+def _inputs(src: Source, ws: Workspace) -> list[_Input]:
+    """The source's files (or remote objects), listed and checked now, opened later one at a time."""
     if isinstance(src, HfSource):
-        return [_Stream(f"hf://{src.repo}", "hub", _hf_rows(src, token), None)]
-    streams = []
-    for path in _source_files(src, ws, scratch):
-        fmt, rows = read_rows(path)
-        streams.append(_Stream(path.name, fmt, rows, count_rows(path, fmt)))
-    return streams
+        return [_Input(f"hf://{src.repo}", fmt="hub")]
+    if isinstance(src, PvcSource | LocalSource):
+        files = [local_file(p) for p in local_files(src, ws.root)]
+    elif isinstance(src, HttpSource):
+        files = [remote_file(http_object(src))]
+    elif isinstance(src, S3Source):
+        files = [remote_file(obj) for obj in s3_objects(src)]
+    else:
+        raise AssertionError(src)
+    return [_Input(f.name, f) for f in files]
 
 
-def _validated(streams: list[_Stream], limit: int, schemas: Counter[str]) -> Iterator[bytes]:
-    """Canonical lines of the first ``limit`` rows (0 = all), every one validated."""
+def _batches(item: _Input, src: Source, token: str | None) -> Iterator[Batch]:
+    if item.file is None:
+        return batched(_hf_rows(src, token))  # type: ignore[arg-type]
+    item.fmt, batches = read_rows(item.file)
+    return batches
+
+
+def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: int, router: SeededSplit,
+                 schemas: Counter[str]) -> None:
+    """Validate the first ``limit`` rows (0 = all) in input order and hand them to the split."""
     left = limit or -1
-    for stream in streams:
-        for pos, payload in stream.rows:
-            try:
-                if isinstance(payload, bytes):
-                    line, schema = parse_json_row(payload)
-                else:
-                    line, schema = parse_obj_row(payload)
-            except RowError as exc:
-                unit = "line" if isinstance(payload, bytes) else "row"
-                raise StepError(f"{stream.name} {unit} {pos}: {exc}") from None
-            schemas[schema] += 1
-            yield line
-            left -= 1
-            if left == 0:
-                return
-
-
-def _eval_mask(n: int, split: float, seed: int) -> tuple[bytes, int]:
-    """One byte per row, 1 = eval; the eval count follows datasets' train_test_split (ceil of the test share)."""
-    if n == 0:
-        return b"", 0
-    if split >= 1.0:
-        return bytes(n), 0
-    n_eval = min(n, math.ceil(round((1.0 - split) * n, 9)))
-    if n_eval >= n:
-        raise StepError(f"split={split} leaves no training rows out of {n}; raise the split ratio or add data")
-    mask = np.zeros(n, dtype=np.uint8)
-    mask[np.random.default_rng(seed).choice(n, size=n_eval, replace=False)] = 1
-    return mask.tobytes(), n_eval
-
-
-def _route(lines: Iterator[bytes], mask: bytes, outs: list[_Writer]) -> None:
-    for flag, line in zip(mask, lines, strict=True):
-        outs[flag].add(line)
-
-
-def _split_rows(streams: list[_Stream], subset: int, split: float, seed: int, scratch: Path,
-                train_path: Path, eval_path: Path, schemas: Counter[str]) -> tuple[dict, dict, int]:
-    """Validate and split in one pass when the row count is known, else spool first, then split."""
-    counts = [s.count for s in streams]
-    outs = [_Writer(train_path), _Writer(eval_path)]
-    try:
-        if all(c is not None for c in counts):
-            total = sum(counts)  # type: ignore[arg-type]
-            n = min(total, subset) if subset else total
-            try:
-                mask, n_eval = _eval_mask(n, split, seed)
-            except StepError:
-                for _ in _validated(streams, n, schemas):  # bad rows are the better error to report
-                    pass
-                raise
-            _route(_validated(streams, n, schemas), mask, outs)
-        else:
-            spool_path = scratch / "rows.jsonl"
-            spool = _Writer(spool_path)
-            for line in _validated(streams, subset, schemas):
-                spool.add(line)
-            n = spool.close()["rows"]
-            mask, n_eval = _eval_mask(n, split, seed)
-            with open(spool_path, "rb", buffering=1 << 20) as fh:
-                _route((line.rstrip(b"\n") for line in fh), mask, outs)
-    finally:
-        infos = [o.close() for o in outs]
-    return infos[0], infos[1], n_eval
+    for item in inputs:
+        batches = _batches(item, src, token)
+        try:
+            for positions, batch in batches:
+                try:
+                    lines, kinds, _ = parse_batch(batch, left)
+                except RowError as exc:
+                    msg, index = exc.args
+                    pos = positions + index if isinstance(positions, int) else positions[index]
+                    unit = "line" if isinstance(batch[index], bytes) else "row"
+                    raise StepError(f"{item.name} {unit} {pos}: {msg}") from None
+                schemas.update(kinds)
+                router.extend(lines)
+                left -= len(lines)
+                if left == 0:
+                    return
+        finally:
+            close = getattr(batches, "close", None)
+            if close:
+                close()
 
 
 def prepare_dataset(
@@ -264,22 +164,28 @@ def prepare_dataset(
     ws.log(STEP, f"start: source {shown}, split {split:g}, subset {subset or 'all'}, seed {seed}")
     token = (hf_token or os.environ.get("HF_TOKEN", "")).strip() or None
     ws.dataset_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".fetch-", dir=ws.dataset_dir))
     try:
         with atomic_outputs(*targets) as (train_tmp, eval_tmp, summary_tmp):
-            streams = _open_streams(src, ws, scratch, token)
+            inputs = _inputs(src, ws)
             schemas: Counter[str] = Counter()
-            train_info, eval_info, n_eval = _split_rows(streams, subset, float(split), seed, scratch,
-                                                        train_tmp, eval_tmp, schemas)
-            n = train_info["rows"] + eval_info["rows"]
+            outs = (JsonlWriter(train_tmp), JsonlWriter(eval_tmp))
+            try:
+                router = SeededSplit(float(split), seed, *outs)
+                _stream_rows(inputs, src, token, subset, router, schemas)
+                n, n_eval = router.finish()
+            finally:
+                train_info, eval_info = (o.close() for o in outs)
             if n == 0:
                 raise StepError(f"{shown}: no rows found; the dataset is empty")
             ws.log(STEP, f"validated {n} rows ({', '.join(f'{k}: {v}' for k, v in schemas.items())})")
+            resumed = sum(i.file.stream.resumes for i in inputs if i.file is not None and i.file.stream is not None)
+            if resumed:
+                ws.log(STEP, f"info: resumed {resumed} dropped connection(s) from the byte reached")
             summary = {
                 "source": shown,
                 "scheme": type(src).__name__.removesuffix("Source").lower(),
-                "files": [st.name for st in streams],
-                "formats": sorted({st.fmt for st in streams}),
+                "files": [i.name for i in inputs],
+                "formats": sorted({i.fmt for i in inputs if i.fmt}),
                 "schema": dict(schemas),
                 "rows": n,
                 "subset": subset,
@@ -288,14 +194,13 @@ def prepare_dataset(
                 "train": {"path": "dataset/train.jsonl", **train_info},
                 "eval": {"path": "dataset/eval.jsonl", **eval_info},
                 "eval_note": "split = 1.0: no eval split, eval.jsonl is empty" if n_eval == 0 else "",
+                "resumed_connections": resumed,
                 "wall_s": round(time.monotonic() - started, 3),
             }
             write_json(summary_tmp, summary)
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     ws.log(STEP, f"done: train {train_info['rows']} rows, eval {eval_info['rows']} rows in {summary['wall_s']:.1f}s")
     if n_eval == 0:
         ws.log(STEP, "info: split = 1.0, so there is no eval split (eval.jsonl is empty)")

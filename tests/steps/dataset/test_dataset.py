@@ -323,6 +323,32 @@ def test_pvc_symlink_escape_is_refused(workspace: Path, tmp_path: Path) -> None:
         prepare_dataset("pvc://link.jsonl", str(workspace))
 
 
+def test_hub_rows_stream_through_validation_and_the_split(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hub path (datasets' streaming splits) without the Hub: load_dataset stands in, the rest is real."""
+    import datasets
+
+    rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}], "id": i}
+            for i in range(5000)]
+    asked = {}
+
+    def fake_load(repo: str, name: str | None = None, streaming: bool = False, token: str | None = None) -> dict:
+        asked.update(repo=repo, name=name, streaming=streaming)
+        return {"test": rows[:3], "train": iter(rows)}
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    result = prepare_dataset("hf://org/chat:cfg", str(workspace), split=0.8, seed=3)
+    assert asked == {"repo": "org/chat", "name": "cfg", "streaming": True}
+    assert (result["train_rows"], result["eval_rows"]) == (4000, 1000)
+    _assert_partition(workspace, [{"messages": [{"role": "user", "content": f"q{i}"},
+                                                {"role": "assistant", "content": f"a{i}"}]} for i in range(5000)], 0.8)
+    summary = json.loads((workspace / "dataset" / "summary.json").read_text())
+    assert summary["formats"] == ["hub"] and summary["schema"] == {"conversations": 5000}
+    rows[4321] = {"text": "no chat here"}
+    with pytest.raises(StepError, match=r"^hf://org/chat row 4322: no chat column \(columns found: text\)"):
+        prepare_dataset("hf://org/chat:cfg", str(workspace))
+
+
 def test_hf_token_parameter_is_never_printed(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_envtokenvalue")
     result = CliRunner().invoke(app, ["step", "dataset", "--data-uri", "hf://org/private", "--workspace",
