@@ -18,7 +18,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test run lint compile bench clean readme browser
+.PHONY: setup test run lint compile bench clean readme browser image
 
 setup: $(STAMP)
 
@@ -68,9 +68,29 @@ run: setup
 lint: setup
 	$(PY) -m ruff check steps workflows tests bench
 
-# Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization).
+# Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization): the golden files.
 compile: setup
-	$(VENV)/bin/osft-pipeline compile --kfp
+	$(VENV)/bin/osft-pipeline compile --out templates --force --kfp
+
+# The step image, with podman, docker or buildah (whichever is installed): `make image IMAGE=<registry>/<repo>:<tag>`,
+# GPU=no for a CPU-only image (kind/k3d), FLASH_ATTN_WHEEL=<url> to skip compiling flash-attn. Then push it and
+# install with that image: docs/cluster.md.
+IMAGE ?= quay.io/osft-pipeline/osft-pipeline:0.1.0
+GPU ?= yes
+CPU_BASE := docker.io/library/python:3.11-slim
+image:
+	@engine="$$(command -v podman || command -v docker || command -v buildah || true)"; \
+	if [ -z "$$engine" ]; then \
+	  echo "error: no container engine found: install podman (apt-get install podman, dnf install podman, brew install podman), docker or buildah, then run make image again" >&2; exit 2; fi; \
+	case "$$engine" in *buildah) ;; *) "$$engine" info >/dev/null 2>&1 || { \
+	  echo "error: $$engine is installed but cannot build: its daemon/service is not running (start it, e.g. systemctl start docker), or install podman (no daemon)" >&2; exit 2; } ;; esac; \
+	args="--build-arg GPU=$(GPU)"; \
+	if [ "$(GPU)" = "no" ]; then args="$$args --build-arg BASE_IMAGE=$(CPU_BASE) --build-arg BUILD_IMAGE=$(CPU_BASE)"; fi; \
+	if [ -n "$(FLASH_ATTN_WHEEL)" ]; then args="$$args --build-arg FLASH_ATTN_WHEEL=$(FLASH_ATTN_WHEEL)"; fi; \
+	case "$$engine" in *buildah) sub="bud" ;; *) sub="build" ;; esac; \
+	echo "+ $$engine $$sub -t $(IMAGE) -f Containerfile $$args ."; \
+	"$$engine" $$sub -t "$(IMAGE)" -f Containerfile $$args . && \
+	echo "built $(IMAGE); push it ($$(basename $$engine) push $(IMAGE)) and install with --image $(IMAGE) (docs/cluster.md)"
 
 bench: setup
 	$(PY) bench/dataset_bench.py

@@ -1,8 +1,8 @@
 """The KFP 2.x twin of the pipeline, for teams on a KFP / OpenShift AI pipeline server.
 
 Its root inputs are the Argo template's (names, types, defaults, generated from ``workflows/params.py``),
-so a run passing upstream osft_minimal's 20 inputs, or any of this port's, is accepted; only the two
-``phase_00_workspace_*`` settings are compile-time on KFP (the pipeline-level workspace PVC is fixed in
+so a run passing upstream osft_minimal's 20 inputs, or any of this port's, is accepted; only the three
+``phase_00_workspace_*`` settings (size, class, access mode) are compile-time on KFP (the workspace PVC is fixed in
 the IR: ``build_pipeline(workspace_size=…, storage_class=…)``). Each component is a thin lightweight-component
 wrapper that imports the same step function the Argo pods run, inside the project image (no pip installs
 at run time).
@@ -22,7 +22,8 @@ from workflows.params import PARAMS, REQUIRED, Param
 
 PIPELINE_NAME = "osft-minimal-pipeline"
 # Argo arguments that size the per-run volume; KFP fixes its workspace PVC at compile time instead.
-COMPILE_TIME = ("phase_00_workspace_opt_size", "phase_00_workspace_opt_storage_class")
+COMPILE_TIME = ("phase_00_workspace_opt_size", "phase_00_workspace_opt_storage_class",
+                "phase_00_workspace_opt_access_mode")
 INPUTS: tuple[Param, ...] = tuple(p for p in PARAMS if p.name not in COMPILE_TIME)
 WORKSPACE_SIZE = "50Gi"
 STORAGE_CLASS = "nfs-csi"
@@ -147,7 +148,8 @@ def _body(p: dict[str, Any]) -> None:
                         max_seq_len=p["phase_02_train_opt_max_seq_len"],
                         use_liger=p["phase_02_train_opt_use_liger"],
                         seed=p["phase_02_train_opt_seed"]).after(data).set_display_name("train")
-        _common(task, "train", retries=1, timeout_s=48 * 3600).set_cpu_request("8").set_memory_request("32Gi")
+        _common(task, "train", retries=1, timeout_s=48 * 3600).set_cpu_request(p["phase_02_train_opt_cpu"])
+        task.set_memory_request(p["phase_02_train_opt_memory"]).set_memory_limit(p["phase_02_train_opt_memory"])
         return task
 
     # The GPU count is a run parameter: the GPU request, node selector and toleration apply only when it is > 0
@@ -165,7 +167,8 @@ def _body(p: dict[str, Any]) -> None:
                            limit=p["phase_03_eval_opt_limit"], batch_size=p["phase_03_eval_opt_batch"],
                            max_regression=p["phase_03_eval_opt_max_regression"], trained=trained).set_display_name(
         "evaluate")
-    _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request("4").set_memory_request("16Gi")
+    _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request(p["phase_03_eval_opt_cpu"])
+    evaluate.set_memory_request(p["phase_03_eval_opt_memory"]).set_memory_limit(p["phase_03_eval_opt_memory"])
     evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_03_eval_opt_gpu"])
     _gpu_scheduling(evaluate)
 

@@ -27,6 +27,9 @@ from workflows.local.template import RunError
 _UNSUPPORTED_TEMPLATE = ("resource", "suspend", "steps", "http", "plugin", "data", "containerSet")
 _WORKSPACE_PVC_ACTIONS = ("create", "apply", "delete")
 _UNSUPPORTED_POD = ("initContainers", "sidecars")
+# A template annotated with this key is not run locally (it watches a cluster object, e.g. the workspace PVC
+# binding): the task succeeds with the annotation's value as its message, after its Pod has been validated.
+LOCAL_RUN_ANNOTATION = "osft-pipeline.io/local-run"
 
 
 @dataclass
@@ -74,6 +77,12 @@ class PodExecutor:
             return
         try:
             self._check_pod(state, t, tmpl, inputs)
+            skip = ((tmpl.get("metadata") or {}).get("annotations") or {}).get(LOCAL_RUN_ANNOTATION)
+            if skip:
+                t.phase, t.message, t.exit_code, t.finished = "Succeeded", str(skip), 0, time.time()
+                (self.workspace / t.log).write_text(f"# not run locally ({LOCAL_RUN_ANNOTATION}): {skip}\n",
+                                                    encoding="utf-8")
+                return
             cmd, env, cwd, pod = self._prepare(state, t, tmpl, inputs)
         except StepError as exc:
             t.phase, t.message, t.finished = "Error", str(exc), time.time()
