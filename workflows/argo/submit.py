@@ -186,7 +186,14 @@ def submit_from_template(target: ArgoTarget, overrides: Mapping[str, Any], insta
         install_template(target, image=image, artifacts=artifacts, kube=kube)
     svc = target.service()
     what = f"submit from {from_ref}"
-    wf = _call(target, what, lambda: svc.submit_workflow(req, namespace=target.namespace))
+    try:
+        wf = _call(target, what, lambda: svc.submit_workflow(req, namespace=target.namespace))
+    except ArgoError as exc:
+        if "(404)" in str(exc) and "not found" in str(exc):
+            raise ArgoError(f"{what}: {from_ref} is not installed in namespace {target.namespace}: install it "
+                            "(osft-pipeline submit --install, or osft-pipeline compile + kubectl apply -k: "
+                            "docs/cluster.md#install)") from None
+        raise
     name = wf.metadata.name or ""
     phase = (wf.status.phase if wf.status else None) or "Pending"
     out = {"name": name, "namespace": target.namespace, "phase": phase,

@@ -130,6 +130,8 @@ class PodExecutor:
         errors = podspec.k8s_errors(pod, podspec.K8S_VERSIONS[-1:])
         if errors:
             raise RunError(f"task {t.name!r}: the cluster would refuse its pod: {errors[0]}")
+        main = next((c for c in pod["spec"].get("containers") or [] if c.get("name") == "main"), {})
+        t.resources = dict(main.get("resources") or {})
 
     def _is_workspace_pvc(self, tmpl: Mapping[str, Any]) -> bool:
         res = tmpl.get("resource") or {}
