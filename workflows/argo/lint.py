@@ -698,13 +698,52 @@ def cluster_errors(doc: dict[str, Any], values: Mapping[str, str] | None = None,
     return errors
 
 
+def volume_errors(doc: Mapping[str, Any]) -> list[str]:
+    """A workspace volume that never binds must fail the run, not leave it Pending: a task that waits for the
+    volume (mounting nothing) runs before the first pod that mounts it, and every pod that may be the first to
+    mount it (the first in the DAG, those of the exit handler) has a ``timeout``, which Argo counts from before
+    the pod is scheduled (``activeDeadlineSeconds`` starts only once it runs)."""
+    spec = doc.get("spec") or {}
+    templates = {t.get("name", ""): t for t in spec.get("templates") or []}
+    ws = workspace_volumes(spec)
+
+    def mounts(name: str) -> bool:
+        body = templates.get(name, {}).get("script") or templates.get(name, {}).get("container") or {}
+        return any(vm.get("name") in ws for vm in body.get("volumeMounts") or [])
+
+    def waits(name: str) -> bool:
+        return _runner_entry(templates.get(name, {})) in UNMOUNTED
+
+    errors = [f"template {n}: waits for the workspace volume to bind, so it must not mount it (a pod that mounts "
+              "an unbound claim stays Pending)" for n in templates if waits(n) and mounts(n)]
+    creates_pvc = any("kind: PersistentVolumeClaim" in str((t.get("resource") or {}).get("manifest", ""))
+                      and (t.get("resource") or {}).get("action") in ("create", "apply") for t in templates.values())
+    for dag_name, exit_handler in ((spec.get("entrypoint"), False), (spec.get("onExit"), True)):
+        tasks = {t["name"]: t for t in (templates.get(dag_name or "", {}).get("dag") or {}).get("tasks") or []}
+        for name, task in tasks.items():
+            target = task.get("template", "")
+            if not mounts(target):
+                continue
+            before = _ancestors(tasks, name)
+            first = exit_handler or not any(mounts(tasks[a].get("template", "")) for a in before)
+            if first and not templates[target].get("timeout"):
+                errors.append(f"template {target}: may be the first pod to mount the workspace volume: give it a "
+                              "`timeout` (Argo counts Pending time in it), or a run whose volume never binds waits "
+                              "until the workflow's deadline")
+            if first and not exit_handler and creates_pvc and not any(waits(tasks[a].get("template", ""))
+                                                                      for a in before):
+                errors.append(f"task {name}: mounts the workspace volume with no task before it that waits for the "
+                              "volume to bind (steps.volume:wait_for_workspace)")
+    return errors
+
+
 def policy_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]] | None = None) -> list[str]:
     """The pipeline's own rules beyond what a cluster enforces: references (tags, secrets, one image), retries
-    and deadlines, output sizes, non-root + fsGroup."""
+    and deadlines, a bounded wait for the workspace volume, output sizes, non-root + fsGroup."""
     from workflows.argo.pipeline import SECRET_KEYS
 
     errors = template_reference_errors(doc, secrets or SECRET_KEYS, check_imports=False)
-    return errors + retry_errors(doc) + output_errors(doc) + security_errors(doc)
+    return errors + retry_errors(doc) + volume_errors(doc) + output_errors(doc) + security_errors(doc)
 
 
 def core_objects(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -745,6 +784,7 @@ def lint_template(wt: dict[str, Any], cron: dict[str, Any] | None = None,
     report["pods and resources (podSpecPatch x parameter sets)"] = pod_errors(wt)
     report["TrainJob (Kubeflow Trainer CRD v2.3.0)"] = trainjob_errors(wt)
     report["retries and deadlines"] = retry_errors(wt)
+    report["workspace volume (bounded wait)"] = volume_errors(wt)
     report["output parameters (size)"] = output_errors(wt)
     report["security (non-root, fsGroup)"] = security_errors(wt)
     return report
