@@ -220,12 +220,13 @@ def key_deltas(comp: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None
     """The few numbers that say how the run went: the first metric of each benchmark, the held-out perplexity,
     the training loss."""
     out: list[str] = []
-    rows = [r for r in (comp or {}).get("rows") or [] if isinstance(r, Mapping)]
+    rows = [r for r in (comp or {}).get("rows") or [] if isinstance(r, Mapping)
+            and r.get("base") is not None and r.get("tuned") is not None]
+    perplexity = any(r.get("task") == "held_out" and r.get("metric") == "token_perplexity" for r in rows)
     seen: set[str] = set()
     for r in rows:
         task, metric = str(r.get("task", "")), str(r.get("metric", ""))
-        wanted = metric == "token_perplexity" if task == "held_out" else task not in seen
-        if not wanted or r.get("base") is None or r.get("tuned") is None:
+        if task in seen or (task == "held_out" and perplexity and metric != "token_perplexity"):
             continue
         seen.add(task)
         verdict = str(r.get("verdict", ""))
@@ -240,12 +241,16 @@ def key_deltas(comp: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None
     return out
 
 
+def _failed_task(run: Mapping[str, Any]) -> str:
+    return str((run.get("workflow") or {}).get("failed_task") or next(
+        (n for n, t in (run.get("tasks") or {}).items() if t.get("phase") in ("Failed", "Error")), ""))
+
+
 def verdict(run: Mapping[str, Any], comp: Mapping[str, Any] | None) -> tuple[str, str]:
     """(CSS class, words) of the run's outcome: a failed step, the eval gate, or done without a comparison."""
     wf = run.get("workflow") or {}
     if wf.get("phase") not in (None, "Succeeded"):
-        failed = wf.get("failed_task") or next((n for n, t in (run.get("tasks") or {}).items()
-                                                if t.get("phase") in ("Failed", "Error")), "")
+        failed = _failed_task(run)
         return "fail", f"FAILED at step {failed}" if failed else f"FAILED ({wf.get('phase')})"
     if isinstance(comp, Mapping) and comp.get("gate") == "fail":
         bad = [str(f) for f in comp.get("gate_failures") or []][:2]
@@ -257,15 +262,33 @@ def verdict(run: Mapping[str, Any], comp: Mapping[str, Any] | None) -> tuple[str
     return "na", "DONE (no base-vs-tuned comparison, so no gate)"
 
 
+def _failure(run: Mapping[str, Any]) -> str:
+    """A failed run's step message and what to do next, in words (no template expressions)."""
+    wf = run.get("workflow") or {}
+    failed = _failed_task(run)
+    t = (run.get("tasks") or {}).get(failed, {})
+    why = explain(failed, t) if t else " ".join(_TAG.sub("…", str(wf.get("error", ""))).split())
+    if failed and t.get("log_url"):
+        fix = f"fix it, then: argo retry -n {wf.get('namespace')} {wf.get('name')}"
+    elif failed:
+        fix = f"fix it, then resume: osft-pipeline run --from-step {failed}"
+    else:
+        fix = ""
+    return "; ".join(x for x in (why, fix) if x)
+
+
 def _summary(doc: _Doc, run: Mapping[str, Any], ws: Path, comp: Any, metrics: Any) -> None:
     """The report's first line: verdict, key deltas, where the model is and how to load it."""
     cls, words = verdict(run, comp if isinstance(comp, Mapping) else None)
     deltas = key_deltas(comp if isinstance(comp, Mapping) else None,
                         metrics if isinstance(metrics, Mapping) else None)
     loc = model_location(ws, run)
-    wf = run.get("workflow") or {}
+    failed = (run.get("workflow") or {}).get("phase") not in (None, "Succeeded", "Running")
     parts_html = [f'<strong id="verdict" class="{cls}">{html.escape(words)}</strong>']
     parts_md = [f"**{words}**"]
+    if failed and (why := _failure(run)):
+        parts_html.append(html.escape(why))
+        parts_md.append(why)
     if deltas:
         parts_html.append(html.escape("; ".join(deltas)))
         parts_md.append("; ".join(deltas))
@@ -275,19 +298,9 @@ def _summary(doc: _Doc, run: Mapping[str, Any], ws: Path, comp: Any, metrics: An
         if loc.load:
             parts_html.append(f'load: <code id="load">{html.escape(loc.load)}</code>')
             parts_md.append(f"load: `{loc.load}`")
-    elif wf.get("phase") not in (None, "Succeeded"):
-        failed = wf.get("failed_task", "")
-        t = (run.get("tasks") or {}).get(failed, {})
-        why = explain(failed, t) if t else " ".join(_TAG.sub("…", str(wf.get("error", ""))).split())
-        fix = ""
-        if failed and t.get("log_url"):
-            fix = f"; fix it, then: argo retry -n {wf.get('namespace')} {wf.get('name')}"
-        elif failed:
-            fix = f"; fix it, then resume: osft-pipeline run --from-step {failed}"
-        parts_html.append(f'<span id="model">no model: {html.escape(why)}{html.escape(fix)}</span>')
-        parts_md.append(f"no model: {why}{fix}")
-    elif (run.get("cluster") or {}).get("model_note"):
-        note = str(run["cluster"]["model_note"])
+    else:
+        note = str((run.get("cluster") or {}).get("model_note") or ("none: the run stopped before training "
+                                                                    "ended" if failed else "none"))
         parts_html.append(f'<span id="model">model: {html.escape(note)}</span>')
         parts_md.append(f"model: {note}")
     doc.html.append('<p id="summary" class="summary">' + " · ".join(parts_html) + "</p>")
