@@ -395,8 +395,12 @@ def submit_cmd(
     if dry_run:
         from workflows.argo.compile import _ordered
         from workflows.argo.submit import install_objects
+        from workflows.params import BY_NAME
 
-        body = request_body(submit_request(ns, params, from_ref, service_account))
+        shown = {k: ("***" if BY_NAME[k].secret and v else v) for k, v in params.items()}  # never print a secret
+        if shown != params:
+            print("note: secret parameter values are shown as *** (they are sent as given)", file=sys.stderr)
+        body = request_body(submit_request(ns, shown, from_ref, service_account))
         docs: list[object] = []
         if install:
             objs = install_objects(ns, image=image or pipeline.IMAGE, artifacts=artifacts)

@@ -118,6 +118,13 @@ def test_dry_run_from_a_cluster_template_and_with_install_yaml() -> None:
     assert {t["script"]["image"] for t in docs[3]["spec"]["templates"] if "script" in t} == {"reg.example/osft:2"}
 
 
+def test_dry_run_never_prints_a_secret_parameter() -> None:
+    res = invoke("submit", "-p", f"{DATA}=hf://o/d", "-p", "phase_01_dataset_opt_hf_token=hf_secretvalue123",
+                 "--dry-run")
+    assert res.exit_code == 0 and "hf_secretvalue123" not in res.output
+    assert "phase_01_dataset_opt_hf_token=***" in res.output
+
+
 def test_bad_from_is_one_line() -> None:
     res = invoke("submit", "--from", "workflow/x", "-p", f"{DATA}=hf://o/d", "--dry-run")
     assert res.exit_code == 2 and _errors(res.output) == [
