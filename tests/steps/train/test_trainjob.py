@@ -14,10 +14,11 @@ import yaml
 
 from steps.common.errors import StepError
 from steps.train.trainjob import trainjob_manifest
+from workflows.argo.crd import CRD_DIR
 
 ROOT = Path(__file__).resolve().parents[3]
-# the TrainJob CRD (Kubeflow Trainer v2.3.0), vendored: see tests/data/SOURCE.txt
-CRD = ROOT / "tests" / "data" / "kubeflow-trainer" / "trainer.kubeflow.org_trainjobs.yaml.gz"
+# the TrainJob CRD (Kubeflow Trainer v2.3.0), vendored once for the lint: see workflows/argo/schemas/crds/SOURCE.txt
+CRD = CRD_DIR / "trainer-v2.3.0-trainjobs.yaml.gz"
 ARGS = {"model": "Qwen/Qwen2.5-1.5B-Instruct", "effective_batch_size": 128, "learning_rate": 5e-6,
         "unfreeze_rank_ratio": 0.25, "use_liger": True, "checkpoint_at_epoch": False}
 
