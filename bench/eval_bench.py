@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     base = Path(args.base)
     if not (base / "config.json").is_file():
-        raise SystemExit(f"{base} is not a HF model dir: convert SmolLM2 first (see README, evaluate step)")
+        raise SystemExit(f"{base} is not a HF model dir: convert SmolLM2 first (osft-pipeline demo-model DIR)")
     tuned = Path(args.tuned or base)
     work = Path(tempfile.mkdtemp(prefix="eval-bench-"))
     ws = work / "ws"

@@ -46,7 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--template", default="templates/osft-minimal-pipeline.yaml")
     ap.add_argument("--test-template", action="store_true", help="build and use the tests' small template")
-    ap.add_argument("-p", "--param", action="append", default=[], help="name=value override (repeat)")
+    ap.add_argument("-p", "--parameter", action="append", default=[], help="name=value override (repeat)")
     ap.add_argument("--workspace", default="", help="run folder (default: a temporary one)")
     args = ap.parse_args()
 
@@ -62,7 +62,7 @@ def main() -> None:
     t0 = time.perf_counter()
     try:
         doc = load_template(template)
-        state = LocalRunner(doc, ws, template_path=template, overrides=parse_overrides(args.param)).run()
+        state = LocalRunner(doc, ws, template_path=template, overrides=parse_overrides(args.parameter)).run()
     except StepError as exc:
         sys.exit(f"error: {exc}")
     build_report(ws, state.secrets())

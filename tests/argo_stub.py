@@ -18,6 +18,7 @@ from workflows.argo.lint import request_errors, schema_errors
 
 ROUTES = [
     ("GET", r"/api/v1/workflow-templates/(?P<ns>[^/]+)/(?P<name>[^/]+)", "get_template", None),
+    ("GET", r"/api/v1/cluster-workflow-templates/(?P<name>[^/]+)", "get_cluster_template", None),
     ("POST", r"/api/v1/workflow-templates/(?P<ns>[^/]+)", "create_template",
      "io.argoproj.workflow.v1alpha1.WorkflowTemplateCreateRequest"),
     ("PUT", r"/api/v1/workflow-templates/(?P<ns>[^/]+)/(?P<name>[^/]+)", "update_template",
@@ -46,11 +47,14 @@ class HttpError(Exception):
 class ArgoStub:
     """State plus behaviour; ``requests`` records (method, path, body) of every call."""
 
-    def __init__(self, token: str = "s3cr3t-token", final_phase: str = "Succeeded", polls_to_finish: int = 2) -> None:
+    def __init__(self, token: str = "s3cr3t-token", final_phase: str = "Succeeded", polls_to_finish: int = 2,
+                 final_nodes: dict[str, Any] | None = None) -> None:
         self.token = token
         self.final_phase = final_phase
         self.polls_to_finish = polls_to_finish
         self.templates: dict[tuple[str, str], dict[str, Any]] = {}
+        self.cluster_templates: dict[str, dict[str, Any]] = {}
+        self.final_nodes = final_nodes or {}  # status.nodes of a finished workflow (Argo's NodeStatus objects)
         self.crons: dict[tuple[str, str], dict[str, Any]] = {}
         self.workflows: dict[tuple[str, str], dict[str, Any]] = {}
         self.polls: dict[str, int] = {}
@@ -94,10 +98,19 @@ class ArgoStub:
             raise HttpError(409, "the object has been modified; resourceVersion mismatch")
         return self._store_template(ns, body["template"])
 
+    def get_cluster_template(self, name: str, body: Any) -> dict[str, Any]:
+        if name not in self.cluster_templates:
+            raise HttpError(404, f'clusterworkflowtemplates.argoproj.io "{name}" not found')
+        return self.cluster_templates[name]
+
     def submit(self, ns: str, body: Any) -> dict[str, Any]:
-        if body.get("resourceKind") not in ("WorkflowTemplate", "workflowtemplate", "wftmpl"):
-            raise HttpError(400, f"unsupported resourceKind {body.get('resourceKind')}")
-        tmpl = self.get_template(ns, body["resourceName"], None)
+        kind = body.get("resourceKind")
+        if kind in ("WorkflowTemplate", "workflowtemplate", "wftmpl"):
+            tmpl = self.get_template(ns, body["resourceName"], None)
+        elif kind in ("ClusterWorkflowTemplate", "clusterworkflowtemplate", "cwft"):
+            tmpl = self.get_cluster_template(body["resourceName"], None)
+        else:
+            raise HttpError(400, f"unsupported resourceKind {kind}")
         declared = {p["name"]: p for p in tmpl["spec"]["arguments"]["parameters"]}
         opts = body.get("submitOptions") or {}
         for pair in opts.get("parameters") or []:
@@ -107,8 +120,11 @@ class ArgoStub:
             if declared[name].get("enum") and value not in declared[name]["enum"]:
                 raise HttpError(400, f"value {value} of {name} is not in its enum")
         name = opts.get("generateName", "wf-") + f"{len(self.workflows):05d}"
+        ref = {"name": body["resourceName"], **({"clusterScope": True} if kind.lower().startswith("cluster") or
+                                                  kind == "cwft" else {})}
         wf = {"metadata": {"name": name, "namespace": ns, "uid": "uid-1"},
-              "spec": {"workflowTemplateRef": {"name": body["resourceName"]},
+              "spec": {"workflowTemplateRef": ref, **({"serviceAccountName": opts["serviceAccount"]}
+                                                     if opts.get("serviceAccount") else {}),
                        "arguments": {"parameters": [{"name": p.partition("=")[0], "value": p.partition("=")[2]}
                                                     for p in opts.get("parameters") or []]}},
               "status": {"phase": "Pending"}}
@@ -120,7 +136,10 @@ class ArgoStub:
             raise HttpError(404, f'workflows.argoproj.io "{name}" not found')
         wf = self.workflows[(ns, name)]
         self.polls[name] = self.polls.get(name, 0) + 1
-        wf["status"]["phase"] = self.final_phase if self.polls[name] >= self.polls_to_finish else "Running"
+        done = self.polls[name] >= self.polls_to_finish
+        wf["status"]["phase"] = self.final_phase if done else "Running"
+        if done and self.final_nodes:
+            wf["status"]["nodes"] = self.final_nodes
         return wf
 
     def get_cron(self, ns: str, name: str, body: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import pytest
 from steps.common.secrets import SECRET_ENV_VARS
 from tests.registry_server import RegistryServer
 from tests.tiny_assets import chat_rows, write_jsonl
+from workflows.paramfile import LAPTOP, load_parameter_file
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,8 @@ def argo_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tupl
     data = write_jsonl(root / "chat.jsonl", chat_rows(60))
     params = _params(data, tiny_model)
     ws = root / "ws"
-    proc = _run(ws, params)
+    # the laptop cluster's parameter set (docs/parameters.md), with the tiny model and data of this test
+    proc = _run(ws, params, "-f", str(LAPTOP))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return ws, params
 
@@ -106,6 +108,16 @@ def test_every_step_ran_through_the_compiled_template(argo_run: tuple[Path, dict
     assert {k: phases[k] for k in ("preflight", "dataset", "train", "evaluate")} == dict.fromkeys(
         ("preflight", "dataset", "train", "evaluate"), "Succeeded")
     assert phases["register"] == "Skipped" and phases["train-trainjob"] == "Skipped"
+    assert phases["workspace-bound"] == "Succeeded"  # validated, not run: locally there is no volume to bind
+    assert run["tasks"]["workspace-bound"]["message"].startswith("skipped: locally the workspace is")
+    laptop = load_parameter_file(LAPTOP)
+    for key in ("phase_02_train_opt_memory", "phase_03_eval_opt_cpu", "phase_00_workspace_opt_access_mode"):
+        assert run["parameters"][key] == laptop[key]
+    # the pods the laptop cluster would run: rendered from the template with these values and validated
+    assert run["tasks"]["train"]["resources"] == {"requests": {"cpu": "2", "memory": "6Gi"},
+                                                  "limits": {"memory": "6Gi"}}
+    assert run["tasks"]["evaluate"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
+                                                     "limits": {"memory": "4Gi"}}
     summary = json.loads((ws / "dataset" / "summary.json").read_text())
     assert (summary["train"]["rows"], summary["eval"]["rows"]) == (48, 12)
     metrics = json.loads((ws / "train" / "metrics.json").read_text())
@@ -118,8 +130,11 @@ def test_every_step_ran_through_the_compiled_template(argo_run: tuple[Path, dict
     assert "arc_easy@validation" in tasks  # offline: the local variant, named by the split it scores
     assert not (ws / "registry" / "registration.json").exists()
     report = (ws / "report.html").read_text()
-    for section in ("Parameters", "Step timings", "Dataset", "Training", "Evaluation: base vs tuned"):
-        assert section in report, section
+    for section in ("Evaluation: base vs tuned", "Training", "Details", "Steps", "Dataset", "All parameters"):
+        assert f">{section}</h" in report, section
+    md = (ws / "report.md").read_text().splitlines()
+    assert md[2].startswith(("**PASSED the eval gate", "**GATE FAILED"))
+    assert f"model: `{model}`" in md[2] and f'AutoModelForCausalLM.from_pretrained("{model}")' in md[2]
 
 
 def test_register_resumes_against_the_registry(argo_run: tuple[Path, dict[str, str]]) -> None:

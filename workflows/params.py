@@ -1,7 +1,7 @@
 """The pipeline's parameters, defined once, and every rule they must satisfy.
 
 Every binding reads this list: the Hera WorkflowTemplate arguments, the KFP pipeline inputs, the
-CLI's ``-p name=value`` overrides, the preflight check and the README table. Names, types and
+CLI's ``-p name=value`` overrides, the preflight check and the table in docs/parameters.md. Names, types and
 defaults of the original ``osft_minimal_pipeline`` are kept exactly (``original=True``): upstream's
 current 20 inputs in its order, plus the seed's ``phase_01_dataset_opt_hf_token`` (``upstream=False``,
 dropped upstream). The parameters this port adds come after them.
@@ -37,7 +37,11 @@ REQUIRED: Any = _Required()
 Rule = Callable[[Any], str | None]
 
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
-_QUANTITY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)?$")
+# Kubernetes' resource.Quantity (the pattern of every quantity field in the API's and Argo's CRDs)
+_K8S_QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+                           r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+_BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
+_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
@@ -62,8 +66,62 @@ def _version(v: str) -> str | None:
     return "must be a semantic version major.minor.patch (e.g. 1.0.0) or 'auto'"
 
 
+def quantity_value(text: str) -> float | None:
+    """The number a Kubernetes quantity stands for (``"32Gi"`` -> 34359738368.0, ``"500m"`` -> 0.5), or None when
+    ``text`` is not a quantity the API server accepts."""
+    text = text.strip()
+    if not _K8S_QUANTITY.match(text):
+        return None
+    m = re.match(r"^([+-]?[0-9.]+)(.*)$", text)
+    assert m is not None
+    number, suffix = m.groups()
+    if suffix in _BINARY:
+        return float(number) * _BINARY[suffix]
+    if suffix in _DECIMAL:
+        return float(number) * _DECIMAL[suffix]
+    return float(number + suffix)  # an exponent: 1e9, 5E-3
+
+
+def _size_hint(v: str) -> str:
+    """The unit a user most likely meant (``32GB`` -> ``32Gi``), as a suggestion."""
+    m = re.match(r"^\s*([0-9.]+)\s*([KkMmGgTtPp])(i?[Bb]?|[Bb]ytes?)?\s*$", v)
+    return f" (did you mean {m.group(1)}{m.group(2).upper()}i?)" if m else ""
+
+
+def _bytes_quantity(v: str, least: float, what: str) -> str | None:
+    value = quantity_value(v)
+    if value is None:
+        return (f"must be a Kubernetes quantity in bytes such as 32Gi (binary units Ki Mi Gi Ti, or decimal k M G T; "
+                f"there is no 'GB'){_size_hint(v)}")
+    if re.search(r"[0-9.]m$", v.strip()):
+        return f"'m' means thousandths (millibytes); write Mi for mebibytes, e.g. {v.strip()[:-1]}Mi"
+    if value < least:
+        return f"is {value:g} bytes; {what} needs at least {least / 2 ** 20:g}Mi (write e.g. 32Gi)"
+    return None
+
+
 def _quantity(v: str) -> str | None:
-    return None if _QUANTITY.match(v) else "must be a Kubernetes quantity such as 50Gi"
+    """A volume size (at least 1Mi)."""
+    return _bytes_quantity(v, 2 ** 20, "a volume")
+
+
+def _memory(v: str) -> str | None:
+    """A pod's memory (at least 64Mi)."""
+    return _bytes_quantity(v, 64 * 2 ** 20, "a step's pod")
+
+
+def _cpu(v: str) -> str | None:
+    value = quantity_value(v)
+    m = re.match(r"^\s*([0-9.]+)", v)
+    hint = f" (did you mean {m.group(1)}?)" if m and value is None else ""
+    if value is None or re.search(r"[KMGTPE]i$|[kMGTPEnu]$", v.strip()):
+        return f"must be a CPU quantity: cores (4, 0.5) or millicores (500m){hint}"
+    if value < 0.01:
+        return "must be at least 10m (0.01 cores)"
+    return None
+
+
+ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
 
 
 def _storage_class(v: str) -> str | None:
@@ -194,13 +252,23 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_04_registry_opt_port", int, 8080, "Model registry server port", _range(1, 65535)),
     Param("phase_04_registry_opt_format_version", str, "2.9", "Model format version for registry"),
     # --- added by this port -----------------------------------------------------------------------------------
-    Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (RWX)", _quantity,
+    Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (e.g. 50Gi)", _quantity,
           original=False),
     Param("phase_00_workspace_opt_storage_class", str, "nfs-csi",
-          "Storage class of the workspace volume; must support ReadWriteMany (empty = pre-provisioned PVs only)",
-          _storage_class, original=False),
+          "Storage class of the workspace volume; must give the access mode below (empty = pre-provisioned PVs "
+          "only)", _storage_class, original=False),
+    Param("phase_00_workspace_opt_access_mode", str, "ReadWriteMany",
+          "Access mode of the workspace volume: ReadWriteMany (pods may land on different nodes), or ReadWriteOnce "
+          "on a single-node cluster whose storage class cannot share a volume (kind, k3d, minikube)",
+          enum=ACCESS_MODES, original=False),
     Param("phase_01_dataset_opt_seed", int, 42, "Seed of the train/eval split (only the split)", original=False),
     Param("phase_02_train_opt_seed", int, 42, "Seed of training (upstream osft pipeline's name)", original=False),
+    Param("phase_02_train_opt_cpu", str, "4",
+          "CPU request of the train pod: cores (4, 0.5) or millicores (500m); no CPU limit (upstream osft "
+          "pipeline's name)", _cpu, original=False),
+    Param("phase_02_train_opt_memory", str, "32Gi",
+          "Memory of the train pod, request = limit (e.g. 32Gi; upstream osft pipeline's name)", _memory,
+          original=False),
     Param("phase_03_eval_opt_limit", int, -1,
           "Max documents per eval task (-1 = all, upstream's value; 0 also means all)", original=False),
     Param("phase_03_eval_opt_batch", str, "auto",
@@ -209,6 +277,11 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_03_eval_opt_gpu", int, 1,
           "GPUs for the evaluate pod (0 = CPU, e.g. a kind/k3d cluster; then no GPU node selector)", _at_least(0),
           original=False),
+    Param("phase_03_eval_opt_cpu", str, "4",
+          "CPU request of the evaluate pod: cores (4, 0.5) or millicores (500m); no CPU limit", _cpu,
+          original=False),
+    Param("phase_03_eval_opt_memory", str, "32Gi", "Memory of the evaluate pod, request = limit (e.g. 32Gi)",
+          _memory, original=False),
     Param("phase_03_eval_opt_compare_base", bool, True,
           "Also score the base model and report gains and forgetting", original=False),
     Param("phase_03_eval_opt_max_regression", float, 0.02,
@@ -330,24 +403,46 @@ def step_rules() -> tuple[StepRule, ...]:
     )
 
 
-def validate(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``values``, every one coerced and checked by its own rule and by the steps' rules
-    (:func:`step_rules`); raises ParamError on the first problem."""
+def problems(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParamError]]:
+    """Every problem of ``values`` at once: unknown names, values their own rule refuses, missing required ones,
+    then the steps' rules (:func:`step_rules`) whose inputs are all valid. Returns the values checked so far
+    (defaults overlaid) and the errors, in parameter order."""
+    errors: list[ParamError] = []
     for name in values:
         if name not in BY_NAME:
             close = difflib.get_close_matches(name, BY_NAME, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ParamError(f"unknown parameter {name!r}{hint}: see the parameter table in README.md")
+            errors.append(ParamError(f"unknown parameter {name!r}{hint}: see docs/parameters.md"))
     out: dict[str, Any] = {}
+    bad: set[str] = set()
     for p in PARAMS:
         if p.name in values:
-            out[p.name] = p.coerce(values[p.name])
+            try:
+                out[p.name] = p.coerce(values[p.name])
+            except ParamError as exc:
+                errors.append(exc)
+                bad.add(p.name)
         elif p.required:
-            raise ParamError(f"{p.name} is required: pass -p {p.name}=<value> ({p.description})")
+            errors.append(ParamError(f"{p.name} is required: pass -p {p.name}=<value> ({p.description})"))
+            bad.add(p.name)
         else:
             out[p.name] = p.default
     for rule in step_rules():
-        rule.apply(out)
+        if bad & set(rule.params()) or (bad and any(not isinstance(v, str) for v in rule.args.values())):
+            continue  # its inputs already failed their own rule
+        try:
+            rule.apply(out)
+        except ParamError as exc:
+            errors.append(exc)
+    return out, errors
+
+
+def validate(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with ``values``, every one coerced and checked by its own rule and by the steps' rules
+    (:func:`step_rules`); raises ParamError on the first problem (:func:`problems` lists them all)."""
+    out, errors = problems(values)
+    if errors:
+        raise errors[0]
     return out
 
 
@@ -369,7 +464,7 @@ def _default_cell(p: Param) -> str:
 
 
 def readme_table() -> str:
-    """The README's parameter table, rendered from PARAMS."""
+    """The parameter table of docs/parameters.md, rendered from PARAMS."""
     rows = ["| Parameter | Type | Default | Description |", "|-----------|------|---------|-------------|"]
     for p in PARAMS:
         mark = "" if p.original and p.upstream else " *(seed's list; dropped upstream)*" if p.original else " *(added)*"

@@ -1,4 +1,4 @@
-"""Regenerate the README's parameter table from workflows/params.py (``make readme``)."""
+"""Regenerate the parameter table in docs/parameters.md from workflows/params.py (``make readme``)."""
 
 from pathlib import Path
 
@@ -15,6 +15,6 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    readme = Path(__file__).resolve().parents[1] / "README.md"
+    readme = Path(__file__).resolve().parents[1] / "docs" / "parameters.md"
     readme.write_text(render(readme.read_text(encoding="utf-8")), encoding="utf-8")
     print(f"updated {readme}")

@@ -1,7 +1,7 @@
 """Workspace layout shared by all steps, and the helpers that write into it safely.
 
 The workspace is the per-run RWX PVC in Argo and a local folder otherwise. Its layout is the
-contract between steps (documented in README.md):
+contract between steps (documented in docs/steps.md):
 
     pipeline_log.txt           one line per event, appended by every step
     dataset/train.jsonl        training split (chat ``messages`` rows)

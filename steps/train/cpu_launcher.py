@@ -2,7 +2,7 @@
 
 mini-trainer 0.9.0's worker hard-codes nccl, a CUDA device mesh, flash-attn, bf16 FSDP2 params and a
 CUDA SVD device, and its launcher runs ``torchrun`` from the PATH. This module holds both halves of
-the small patch below (measured on a 2-core CPU box: see README, "The train step"):
+the small patch below (measured on a 2-core CPU box: see docs/step-train.md):
 
 * caller side, :func:`cpu_launcher`: a context manager that swaps ``mini_trainer.api_train.StreamablePopen``
   so the worker command runs as ``sys.executable -m torch.distributed.run <this file> ...`` (the venv's

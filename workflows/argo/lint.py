@@ -36,6 +36,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from steps.common.errors import StepError
 from workflows.argo import crd, fasttemplate, podspec
 from workflows.params import BY_NAME
 
@@ -54,6 +57,9 @@ PARAMETER_MATRIX: dict[str, tuple[str, ...]] = {
     "phase_03_eval_opt_gpu": ("0", "1", "8"),
     "phase_02_train_man_train_workers": ("1", "4"),
 }
+# Runner entries that must not mount the workspace: the task that waits for its volume to bind (a pod that mounts
+# an unbound claim stays Pending, so it could never report why).
+UNMOUNTED = frozenset({"steps.volume:wait_for_workspace"})
 PULL_ALLOWANCE_S = 1800  # the least a pod's activeDeadlineSeconds may be: it counts from before the image pull
 MAX_RETRY_WAIT_S = 15 * 60  # the most a step may spend waiting between its attempts, all waits together
 OUTPUT_BUDGET = 64 * 1024  # all output parameters of a run together (Argo keeps them in the Workflow object)
@@ -352,7 +358,7 @@ def template_reference_errors(doc: dict[str, Any], secrets: dict[str, tuple[str,
             mounts = {vm["name"]: vm["mountPath"] for vm in body.get("volumeMounts") or []}
             errors += [f"{where}: volumeMount {v!r} is not a declared volume" for v in mounts
                        if v not in volumes | _names(t.get("volumes"))]
-            if not any(mounts.get(c) == workspace for c in ws_volumes):
+            if not any(mounts.get(c) == workspace for c in ws_volumes) and _runner_entry(t) not in UNMOUNTED:
                 errors.append(f"{where}: does not mount the workspace volume at {workspace}")
             errors += _secret_errors(t, where, secrets)
             if check_imports and (entry := _runner_entry(t)):
@@ -412,12 +418,25 @@ def cron_reference_errors(doc: dict[str, Any], template: dict[str, Any]) -> list
 # ---------------------------------------------------------------------------------------------- pods, resources
 
 
-def parameter_sets(doc: Mapping[str, Any], matrix: Mapping[str, tuple[str, ...]] = PARAMETER_MATRIX
-                   ) -> list[dict[str, str]]:
-    """Every combination of the matrix's values for the parameters ``doc`` declares ([{}] when none)."""
+def parameter_sets(doc: Mapping[str, Any], matrix: Mapping[str, tuple[str, ...]] = PARAMETER_MATRIX,
+                   extra: tuple[Mapping[str, str], ...] | None = None) -> list[dict[str, str]]:
+    """Every combination of the matrix's values for the parameters ``doc`` declares ([{}] when none), then the
+    ``extra`` sets (default: the documented parameter files, e.g. the laptop cluster's) restricted to them."""
     declared = _names(((doc.get("spec") or {}).get("arguments") or {}).get("parameters"))
     names = [n for n in matrix if n in declared]
-    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(matrix[n] for n in names))]
+    sets = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(matrix[n] for n in names))]
+    for values in extra if extra is not None else documented_sets():
+        sets.append({k: v for k, v in values.items() if k in declared})
+    return sets
+
+
+def documented_sets() -> tuple[dict[str, str], ...]:
+    """The parameter files the docs tell users to submit (``examples/*-params.yaml``), as Argo text."""
+    from workflows.paramfile import EXAMPLES_DIR, load_parameter_file
+
+    if not EXAMPLES_DIR.is_dir():
+        return ()
+    return tuple(load_parameter_file(p) for p in sorted(EXAMPLES_DIR.glob("*-params.yaml")))
 
 
 def _task_invocations(doc: Mapping[str, Any]) -> list[tuple[dict[str, Any], dict[str, str]]]:
@@ -679,13 +698,52 @@ def cluster_errors(doc: dict[str, Any], values: Mapping[str, str] | None = None,
     return errors
 
 
+def volume_errors(doc: Mapping[str, Any]) -> list[str]:
+    """A workspace volume that never binds must fail the run, not leave it Pending: a task that waits for the
+    volume (mounting nothing) runs before the first pod that mounts it, and every pod that may be the first to
+    mount it (the first in the DAG, those of the exit handler) has a ``timeout``, which Argo counts from before
+    the pod is scheduled (``activeDeadlineSeconds`` starts only once it runs)."""
+    spec = doc.get("spec") or {}
+    templates = {t.get("name", ""): t for t in spec.get("templates") or []}
+    ws = workspace_volumes(spec)
+
+    def mounts(name: str) -> bool:
+        body = templates.get(name, {}).get("script") or templates.get(name, {}).get("container") or {}
+        return any(vm.get("name") in ws for vm in body.get("volumeMounts") or [])
+
+    def waits(name: str) -> bool:
+        return _runner_entry(templates.get(name, {})) in UNMOUNTED
+
+    errors = [f"template {n}: waits for the workspace volume to bind, so it must not mount it (a pod that mounts "
+              "an unbound claim stays Pending)" for n in templates if waits(n) and mounts(n)]
+    creates_pvc = any("kind: PersistentVolumeClaim" in str((t.get("resource") or {}).get("manifest", ""))
+                      and (t.get("resource") or {}).get("action") in ("create", "apply") for t in templates.values())
+    for dag_name, exit_handler in ((spec.get("entrypoint"), False), (spec.get("onExit"), True)):
+        tasks = {t["name"]: t for t in (templates.get(dag_name or "", {}).get("dag") or {}).get("tasks") or []}
+        for name, task in tasks.items():
+            target = task.get("template", "")
+            if not mounts(target):
+                continue
+            before = _ancestors(tasks, name)
+            first = exit_handler or not any(mounts(tasks[a].get("template", "")) for a in before)
+            if first and not templates[target].get("timeout"):
+                errors.append(f"template {target}: may be the first pod to mount the workspace volume: give it a "
+                              "`timeout` (Argo counts Pending time in it), or a run whose volume never binds waits "
+                              "until the workflow's deadline")
+            if first and not exit_handler and creates_pvc and not any(waits(tasks[a].get("template", ""))
+                                                                      for a in before):
+                errors.append(f"task {name}: mounts the workspace volume with no task before it that waits for the "
+                              "volume to bind (steps.volume:wait_for_workspace)")
+    return errors
+
+
 def policy_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]] | None = None) -> list[str]:
     """The pipeline's own rules beyond what a cluster enforces: references (tags, secrets, one image), retries
-    and deadlines, output sizes, non-root + fsGroup."""
+    and deadlines, a bounded wait for the workspace volume, output sizes, non-root + fsGroup."""
     from workflows.argo.pipeline import SECRET_KEYS
 
     errors = template_reference_errors(doc, secrets or SECRET_KEYS, check_imports=False)
-    return errors + retry_errors(doc) + output_errors(doc) + security_errors(doc)
+    return errors + retry_errors(doc) + volume_errors(doc) + output_errors(doc) + security_errors(doc)
 
 
 def core_objects(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -726,20 +784,126 @@ def lint_template(wt: dict[str, Any], cron: dict[str, Any] | None = None,
     report["pods and resources (podSpecPatch x parameter sets)"] = pod_errors(wt)
     report["TrainJob (Kubeflow Trainer CRD v2.3.0)"] = trainjob_errors(wt)
     report["retries and deadlines"] = retry_errors(wt)
+    report["workspace volume (bounded wait)"] = volume_errors(wt)
     report["output parameters (size)"] = output_errors(wt)
     report["security (non-root, fsGroup)"] = security_errors(wt)
     return report
 
 
-def lint_dir(path: Path, secrets: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
-    """Check every generated file in ``path`` (read as the API server reads YAML); check name -> errors."""
+class LintInputError(StepError):
+    """A path the lint cannot read: missing, not YAML, or holding nothing it checks."""
+
+
+_ARGO_KINDS = ("WorkflowTemplate", "ClusterWorkflowTemplate", "Workflow")
+_CORE_KINDS = ("ServiceAccount", "Role", "RoleBinding", "Secret", "ConfigMap", "PersistentVolumeClaim")
+_IGNORED_KINDS = ("Kustomization",)
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
     from workflows.argo.compile import load_docs
 
-    wt = load_docs(path / "osft-minimal-pipeline.yaml")[0]
-    cron = load_docs(path / "osft-minimal-pipeline-retrain.yaml")[0]
-    report = lint_template(wt, cron, secrets)
-    core = load_docs(path / "rbac.yaml") + load_docs(path / "secrets.example.yaml")
-    k8s = k8s_errors(core)
-    if k8s is not None:
-        report["install manifests (kubernetes-validate, strict)"] = k8s
+    try:
+        return [d for d in load_docs(path) if isinstance(d, dict)]
+    except OSError as exc:
+        raise LintInputError(f"{path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise LintInputError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', '') or exc}") from None
+
+
+def cron_schedule_errors(cron: Mapping[str, Any]) -> list[str]:
+    """Every schedule and the timezone, as Argo's validation parses them (robfig/cron, time.LoadLocation)."""
+    from workflows.argo.cron import CronError, check_schedule, check_timezone
+
+    spec = cron.get("spec") or {}
+    errors = []
+    for sched in list(spec.get("schedules") or []) + ([spec["schedule"]] if spec.get("schedule") else []):
+        try:
+            check_schedule(str(sched))
+        except CronError as exc:
+            errors.append(f"cron: {exc}")
+    try:
+        check_timezone(str(spec.get("timezone") or ""))
+    except CronError as exc:
+        errors.append(f"cron: {exc}")
+    return errors
+
+
+def lint_docs(docs: list[dict[str, Any]], secrets: dict[str, tuple[str, ...]] | None = None,
+              where: str = "") -> dict[str, list[str]]:
+    """Every rule on a set of objects: each WorkflowTemplate (with the CronWorkflows that refer to it), lone
+    CronWorkflows (CRDs, schema, schedule) and core manifests (kubernetes-validate)."""
+    templates = [d for d in docs if d.get("kind") in _ARGO_KINDS]
+    crons = [d for d in docs if d.get("kind") == "CronWorkflow"]
+    core = [d for d in docs if d.get("kind") in _CORE_KINDS]
+    unknown = sorted({str(d.get("kind")) for d in docs} - set(_ARGO_KINDS + _CORE_KINDS + _IGNORED_KINDS +
+                                                              ("CronWorkflow",)))
+    if not templates and not crons and not core:
+        raise LintInputError(f"{where or 'input'}: no WorkflowTemplate, CronWorkflow or install manifest to check"
+                             + (f" (found {', '.join(unknown)})" if unknown else ""))
+    report: dict[str, list[str]] = {}
+
+    def merge(part: dict[str, list[str]], label: str) -> None:
+        for check, errors in part.items():
+            report.setdefault(check, []).extend(f"{label}: {e}" if label else e for e in errors)
+
+    used: set[int] = set()
+    for wt in templates:
+        name = (wt.get("metadata") or {}).get("name")
+        cron = next((c for c in crons if ((c.get("spec") or {}).get("workflowSpec") or {}).get(
+            "workflowTemplateRef", {}).get("name") == name), None)
+        if cron is not None:
+            used.add(id(cron))
+        merge(lint_template(wt, cron, secrets), f"{wt.get('kind')}/{name}" if len(templates) > 1 else "")
+        if cron is not None:
+            merge({"references and tags": cron_schedule_errors(cron)}, "")
+    for cron in crons:
+        if id(cron) in used:
+            continue
+        label = f"CronWorkflow/{(cron.get('metadata') or {}).get('name')}"
+        part = {f"CRD {v} (as written)": crd_errors(cron, v) for v in crd.ARGO_VERSIONS}
+        part.update({f"schema {v}": schema_errors(cron, v) for v in VERSIONS})
+        part["references and tags"] = cron_schedule_errors(cron)
+        merge(part, label)
+    if core:
+        k8s = k8s_errors(core)
+        if k8s is not None:
+            report["install manifests (kubernetes-validate, strict)"] = k8s
     return report
+
+
+def lint_dir(path: Path, secrets: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
+    """Check every generated file in ``path`` (read as the API server reads YAML); check name -> errors."""
+    from workflows.argo.compile import FILES
+
+    wanted = [f for f in FILES if f.endswith(".yaml") and not f.startswith("kustomiz")]
+    missing = [f for f in wanted[:1] if not (path / f).is_file()]
+    if missing:
+        raise LintInputError(f"{path}: no {missing[0]} (write one with `osft-pipeline compile --out {path}`)")
+    docs = [d for f in wanted if (path / f).is_file() for d in _load(path / f)]
+    return lint_docs(docs, secrets, str(path))
+
+
+def lint_paths(paths: list[Path], secrets: dict[str, tuple[str, ...]] | None = None) -> dict[str, list[str]]:
+    """Folders (the files ``compile`` writes) and single files (every object in them), like ``argo lint``."""
+    docs: list[dict[str, Any]] = []
+    for path in paths:
+        if path.is_dir():
+            from workflows.argo.compile import FILES
+
+            first = path / FILES[0]
+            if not first.is_file():
+                yamls = sorted(p for p in path.glob("*.y*ml") if p.is_file())
+                if not yamls:
+                    raise LintInputError(f"{path}: no YAML files (write them with `osft-pipeline compile --out "
+                                         f"{path}`)")
+                docs += [d for p in yamls for d in _load(p)]
+            else:
+                docs += [d for f in FILES if not f.startswith("kustomiz") and (path / f).is_file()
+                         for d in _load(path / f)]
+        elif path.exists():
+            docs += _load(path)
+        else:
+            raise LintInputError(f"{path}: no such file or directory")
+    return lint_docs(docs, secrets, ", ".join(map(str, paths)))

@@ -42,9 +42,11 @@ from steps.finish import record_status
 from steps.register import register_model
 from steps.train import train_model
 from steps.train.trainjob_launch import launch_trainjob
+from steps.volume import wait_for_workspace
 from workflows.argo import goyaml
 from workflows.argo.preflight import preflight
 from workflows.image import image
+from workflows.local.pod import LOCAL_RUN_ANNOTATION
 from workflows.params import PARAMS, to_text
 
 NAME = "osft-minimal-pipeline"
@@ -68,6 +70,13 @@ PULL_ALLOWANCE_S = 1800
 # On SIGTERM (deadline, preemption, argo stop) mini-trainer writes a full-state checkpoint that a retry
 # resumes from; the default 30 s grace period is too short to save optimizer state.
 TRAIN_GRACE_S = 300
+# How long the workspace-bound task waits for the workspace PVC to bind before it fails the run with the claim's
+# last event and the fix (instead of pods that mount it staying Pending for days).
+BIND_TIMEOUT_S = 600
+# Pods that are first to mount the workspace (preflight; record-status when the run failed before it) may stay
+# Pending when a WaitForFirstConsumer class cannot provision it; Argo's template ``timeout`` counts Pending time
+# too (the pod deadline does not): the pull allowance plus 15 minutes.
+MOUNT_TIMEOUT = f"{(PULL_ALLOWANCE_S + 900) // 60}m"
 
 
 def wf(name: str) -> str:
@@ -103,21 +112,31 @@ def expr_literal(value: Any) -> str:
     raise TypeError(f"no expr-lang literal for {value!r}")
 
 
-def gpu_pod_patch(param: str, node_selector: bool, always: dict[str, Any] | None = None) -> str:
-    """A ``podSpecPatch`` giving container ``main`` ``<param>`` GPUs (requests = limits), and the GPU node
-    selector when asked, only when the count is > 0; ``always`` is merged in either way.
+def pod_patch(gpu: str, cpu: str, memory: str, node_selector: bool, always: dict[str, Any] | None = None) -> str:
+    """A ``podSpecPatch`` for container ``main``: CPU request ``cpu``, memory request = limit ``memory``, and
+    ``gpu`` GPUs (requests = limits) with the GPU node selector when asked, only when that count is > 0
+    (``gpu``, ``cpu``, ``memory`` name workflow parameters); ``always`` is merged in either way.
 
-    GPU counts cannot sit in ``resources`` as a ``{{…}}`` tag (a quantity field: the API server refuses the
-    template); ``podSpecPatch`` is a string, substituted before the Pod is created.
+    None of these can sit in ``resources`` as a ``{{…}}`` tag (quantity fields: the API server refuses the
+    template as written); ``podSpecPatch`` is a string, substituted before the Pod is created. No CPU limit:
+    a limit throttles the data loader and tokenizer threads; the request is what the scheduler reserves.
     """
-    count = f"asInt(workflow.parameters.{param})"
+    count = f"asInt(workflow.parameters.{gpu})"
     gpus = Expr(f"string({count})")
-    with_gpu: dict[str, Any] = dict(always or {})
-    if node_selector:
-        with_gpu["nodeSelector"] = dict(GPU_NODE_SELECTOR)
-    with_gpu["containers"] = [{"name": "main", "resources": {"limits": {GPU: gpus}, "requests": {GPU: gpus}}}]
-    return (f"{{{{={count} > 0 ? toJson({expr_literal(with_gpu)}) : "
-            f"toJson({expr_literal(dict(always or {}))})}}}}")
+    cpu_q, mem_q = Expr(f"workflow.parameters.{cpu}"), Expr(f"workflow.parameters.{memory}")
+
+    def patch(with_gpu: bool) -> dict[str, Any]:
+        out: dict[str, Any] = dict(always or {})
+        requests: dict[str, Any] = {"cpu": cpu_q, "memory": mem_q}
+        limits: dict[str, Any] = {"memory": mem_q}
+        if with_gpu:
+            if node_selector:
+                out["nodeSelector"] = dict(GPU_NODE_SELECTOR)
+            requests[GPU] = limits[GPU] = gpus
+        out["containers"] = [{"name": "main", "resources": {"limits": limits, "requests": requests}}]
+        return out
+
+    return f"{{{{={count} > 0 ? toJson({expr_literal(patch(True))}) : toJson({expr_literal(patch(False))})}}}}"
 
 
 def _resources(cpu: str, memory: str, memory_limit: str) -> m.ResourceRequirements:
@@ -155,7 +174,7 @@ def workspace_pvc_manifest() -> str:
             "app.kubernetes.io/name": "osft-pipeline", "app.kubernetes.io/component": "workspace",
             "workflows.argoproj.io/workflow": "{{workflow.name}}"}},
         "spec": {
-            "accessModes": ["ReadWriteMany"],
+            "accessModes": [wf("phase_00_workspace_opt_access_mode")],
             # '' = no dynamic provisioning (pre-provisioned PVs), as the parameter documents
             "storageClassName": wf("phase_00_workspace_opt_storage_class"),
             "resources": {"requests": {"storage": wf("phase_00_workspace_opt_size")}},
@@ -178,7 +197,8 @@ def container_security() -> m.SecurityContext:
 # Per-step limits: (activeDeadlineSeconds per attempt, retry limit). The workflow's deadline is computed so
 # that every attempt of every step on the longest path fits (a retried train always has room to resume).
 DEADLINES = {
-    "workspace-pvc": (PULL_ALLOWANCE_S, 2), "preflight": (PULL_ALLOWANCE_S, 3), "dataset": (4 * 3600, 2),
+    "workspace-pvc": (PULL_ALLOWANCE_S, 2), "workspace-bound": (PULL_ALLOWANCE_S + BIND_TIMEOUT_S, 2),
+    "preflight": (PULL_ALLOWANCE_S, 3), "dataset": (4 * 3600, 2),
     "train": (2 * 24 * 3600, 2), "train-trainjob": (2 * 24 * 3600, 2), "evaluate": (12 * 3600, 2),
     "register": (PULL_ALLOWANCE_S, 3), "record-status": (PULL_ALLOWANCE_S, 2),
     "delete-workspace": (PULL_ALLOWANCE_S, 2),
@@ -251,6 +271,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             resources=_resources("100m", "256Mi", "512Mi"),
             # OnError: an infrastructure error (evicted, node lost) is retried; a bad parameter fails at once
             retry_strategy=_retry(DEADLINES["preflight"][1], "10s", policy="OnError"),
+            timeout=MOUNT_TIMEOUT,  # the first pod to mount the workspace: Pending time counts
             **limits("preflight"),
         )
         t_dataset = Script(
@@ -268,9 +289,11 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         t_train = Script(
             name="train", source=train_model, **{**common, "volume_mounts": [ws_mount, shm_mount]},
             env=base_env + secret_env("hf-token", "oci-pull-secret-model-download"),
-            resources=_resources("4", "32Gi", "128Gi"),
-            pod_spec_patch=gpu_pod_patch("phase_02_train_man_train_gpu", node_selector=False,
-                                         always={"terminationGracePeriodSeconds": TRAIN_GRACE_S}),
+            # the template's values; podSpecPatch sets them from the parameters (quantity fields take no tags)
+            resources=_resources("4", "32Gi", "32Gi"),
+            pod_spec_patch=pod_patch("phase_02_train_man_train_gpu", "phase_02_train_opt_cpu",
+                                     "phase_02_train_opt_memory", node_selector=False,
+                                     always={"terminationGracePeriodSeconds": TRAIN_GRACE_S}),
             tolerations=[GPU_TOLERATION],
             retry_strategy=_retry(DEADLINES["train"][1], "1m"),  # train resumes from its last checkpoint
             outputs=train_outputs,
@@ -294,8 +317,9 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         t_evaluate = Script(
             name="evaluate", source=evaluate_model, **{**common, "volume_mounts": [ws_mount, shm_mount]},
             env=base_env + secret_env("hf-token"),
-            resources=_resources("4", "32Gi", "64Gi"),
-            pod_spec_patch=gpu_pod_patch("phase_03_eval_opt_gpu", node_selector=True),
+            resources=_resources("4", "32Gi", "32Gi"),
+            pod_spec_patch=pod_patch("phase_03_eval_opt_gpu", "phase_03_eval_opt_cpu", "phase_03_eval_opt_memory",
+                                     node_selector=True),
             tolerations=[GPU_TOLERATION],
             retry_strategy=_retry(DEADLINES["evaluate"][1], "1m"),
             outputs=eval_outputs,
@@ -315,9 +339,21 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             env=base_env,
             resources=_resources("100m", "128Mi", "256Mi"),
             retry_strategy=_retry(DEADLINES["record-status"][1], "10s", policy="OnError"),
+            timeout=MOUNT_TIMEOUT,  # mounts the workspace, which may never have bound
             outputs=[Parameter(name=n, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{n}", default=""),
                                description=f"{n} (empty when that step did not run)") for n in EXIT_OUTPUTS],
             **limits("record-status"),
+        )
+        # defined last: the templates before it keep their places
+        t_bound = Script(
+            name="workspace-bound", source=wait_for_workspace, **{**common, "volume_mounts": []},
+            env=base_env,
+            resources=_resources("50m", "128Mi", "256Mi"),
+            retry_strategy=_retry(DEADLINES["workspace-bound"][1], "10s", policy="OnError"),
+            # the local runner does not run it (the value is the task's message there)
+            annotations={LOCAL_RUN_ANNOTATION: "skipped: locally the workspace is the --workspace folder, "
+                                               "there is no volume to bind"},
+            **limits("workspace-bound"),
         )
         with DAG(name="exit-handler"):
             s = t_status(name="record-status", arguments={
@@ -343,6 +379,8 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         }
         with DAG(name="pipeline"):
             v = t_pvc(name="workspace-pvc")
+            b = t_bound(name="workspace-bound", arguments={
+                "claim": WORKSPACE_CLAIM, "namespace": "{{workflow.namespace}}", "timeout_seconds": BIND_TIMEOUT_S})
             a = t_preflight(name="preflight",
                             arguments={p.name: wf(p.name) for p in PARAMS} | {"workspace": WORKSPACE})
             d = t_dataset(name="dataset", arguments={
@@ -389,7 +427,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "dataset_uri": wf("phase_01_dataset_man_data_uri"),
                 "base_model": wf("phase_02_train_man_train_model"),
             })
-            v >> a >> d >> [t1, t2]
+            v >> b >> a >> d >> [t1, t2]
             [t1, t2] >> e >> r
     return wt
 
@@ -434,6 +472,8 @@ def rbac_manifests(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
          "verbs": ["create", "get", "list", "watch", "delete", "patch"]},
         # the workspace-pvc / delete-workspace resource templates (kubectl apply, delete)
         {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["create", "get", "patch", "delete"]},
+        # workspace-bound: the claim's events say why it does not bind
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list"]},
     ]
     role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SERVICE_ACCOUNT}
     return [

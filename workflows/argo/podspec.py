@@ -216,7 +216,37 @@ def k8s_errors(obj: Mapping[str, Any], versions: tuple[str, ...] = K8S_VERSIONS)
             if msg.rsplit(" (", 1)[0] not in [m.rsplit(" (", 1)[0] for m in out]:
                 out.append(msg)
     if obj.get("kind") == "Pod":
-        out += extended_resource_errors(obj)
+        out += extended_resource_errors(obj) + quantity_errors(obj)
+    if obj.get("kind") == "PersistentVolumeClaim":
+        out += quantity_errors(obj)
+    return out
+
+
+def quantity_errors(obj: Mapping[str, Any]) -> list[str]:
+    """The API server's quantity rules, which kubernetes-validate's schemas do not carry: every resource value
+    parses as a ``resource.Quantity``, and a container's request is at most its limit."""
+    from workflows.params import quantity_value
+
+    name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+    spec = obj.get("spec") or {}
+    out: list[str] = []
+    if obj.get("kind") == "PersistentVolumeClaim":
+        size = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        if size is not None and quantity_value(str(size)) is None:
+            out.append(f"{name}: spec.resources.requests.storage={size!r} is not a quantity (e.g. 50Gi)")
+        return out
+    for c in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        for what, values in (("requests", req), ("limits", lim)):
+            for key, v in values.items():
+                if quantity_value(str(v)) is None:
+                    out.append(f"{name}: container {c.get('name')}: resources.{what}.{key}={v!r} is not a quantity")
+        for key in set(req) & set(lim):
+            r, li = quantity_value(str(req[key])), quantity_value(str(lim[key]))
+            if r is not None and li is not None and r > li:
+                out.append(f"{name}: container {c.get('name')}: resources.requests.{key}={req[key]!r} must be less "
+                           f"than or equal to the limit {lim[key]!r}")
     return out
 
 

@@ -7,11 +7,14 @@ The Python API mirrors the CLI (``osft-pipeline submit`` / ``cron``)::
                                {"phase_01_dataset_man_data_uri": "s3://bucket/chat.jsonl"}, install=True, wait=True)
 
 ``submit_from_template`` sends exactly what ``argo submit --from workflowtemplate/osft-minimal-pipeline
--p k=v`` sends (``POST /api/v1/workflows/{ns}/submit``). Parameters are checked with the CLI's rules
-first, so a typo fails here and not minutes later in the cluster.
+-p k=v`` sends (``POST /api/v1/workflows/{ns}/submit``; :func:`submit_request` is that body, which
+``--dry-run`` prints). Parameters are checked with the CLI's rules first, so a typo fails here and not
+minutes later in the cluster. ``install=True`` installs what ``osft-pipeline compile`` writes for the same
+options: the WorkflowTemplate (through the Argo Server) and its RBAC (through the Kubernetes API).
 """
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,15 +26,41 @@ from hera.workflows import WorkflowsService
 from hera.workflows import models as m
 
 from steps.common.errors import StepError
+from workflows import connection
 from workflows.argo import pipeline
-from workflows.params import to_text, validate
+from workflows.params import ParamError, problems, to_text
 
 T = TypeVar("T")
 FINAL_PHASES = ("Succeeded", "Failed", "Error")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# argo submit --from KIND/NAME: the kinds this pipeline can be submitted from, and their API names
+FROM_KINDS = {"workflowtemplate": "WorkflowTemplate", "clusterworkflowtemplate": "ClusterWorkflowTemplate"}
+DEFAULT_FROM = f"workflowtemplate/{pipeline.NAME}"
 
 
 class ArgoError(StepError):
     """The Argo Server refused a request or cannot be reached."""
+
+
+def check_namespace(namespace: str, where: str = "namespace") -> str:
+    """``namespace`` if it is a Kubernetes namespace name (an RFC 1123 DNS label), else ArgoError with the fix."""
+    if _DNS_LABEL.match(namespace):
+        return namespace
+    fixed = re.sub(r"[^a-z0-9-]+", "-", namespace.lower()).strip("-")[:63] or "ml"
+    raise ArgoError(f"{where} {namespace!r} is not a Kubernetes namespace name: lowercase letters, digits and '-', "
+                    f"at most 63, starting and ending with a letter or digit (e.g. {fixed})")
+
+
+def parse_from(ref: str) -> tuple[str, str]:
+    """``workflowtemplate/NAME`` or ``clusterworkflowtemplate/NAME`` -> (API kind, name), like ``argo submit
+    --from``; ArgoError otherwise."""
+    kind, sep, name = ref.strip().partition("/")
+    if not sep or kind.lower() not in FROM_KINDS or not name:
+        raise ArgoError(f"--from {ref!r}: write workflowtemplate/NAME or clusterworkflowtemplate/NAME "
+                        f"(e.g. {DEFAULT_FROM})")
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", name):
+        raise ArgoError(f"--from {ref!r}: {name!r} is not a Kubernetes object name")
+    return FROM_KINDS[kind.lower()], name
 
 
 @dataclass(frozen=True)
@@ -55,7 +84,7 @@ class ArgoTarget:
             host = ("https://" if secure else "http://") + host
         if insecure is None:
             insecure = os.environ.get("ARGO_INSECURE_SKIP_VERIFY", "").strip().lower() in ("true", "1", "yes")
-        ns = (namespace or os.environ.get("ARGO_NAMESPACE", "") or "argo").strip()
+        ns = check_namespace((namespace or os.environ.get("ARGO_NAMESPACE", "") or "argo").strip())
         tok = (token if token is not None else os.environ.get("ARGO_TOKEN", "")).strip()
         return cls(host=host.rstrip("/"), namespace=ns, token=tok, verify_ssl=not insecure)
 
@@ -77,51 +106,121 @@ def _call(target: ArgoTarget, what: str, fn: Callable[[], T]) -> T:
     except hx.HeraException as exc:
         raise ArgoError(f"{what}: the Argo Server refused: {str(exc)[:300]}") from None
     except requests.RequestException as exc:
-        raise ArgoError(f"{what}: cannot reach the Argo Server at {target.host}: {type(exc).__name__}") from None
+        hint = " (is the Argo Server running? kubectl -n argo port-forward svc/argo-server 2746:2746)"
+        raise ArgoError(f"{what}: {connection.describe(exc, target.host, hint)}") from None
+
+
+def parameter_errors(overrides: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Every problem of ``-p`` overrides at once (the CLI's rules; the dataset is required), and the overrides as
+    Argo text (normalised: ``False`` -> ``false``, ``a, b`` -> ``["a", "b"]``) when there is none."""
+    given = dict(overrides)
+    values, errors = problems(given)
+    if errors:
+        return {}, [str(e) for e in errors]
+    return {k: to_text(values[k]) for k in given}, []
 
 
 def checked_overrides(overrides: Mapping[str, Any]) -> dict[str, str]:
     """Validate ``-p`` overrides with the CLI's rules (the dataset is required); return them as Argo text."""
-    given = dict(overrides)
-    values = validate(given)
-    return {k: to_text(values[k]) for k in given}
+    params, errors = parameter_errors(overrides)
+    if errors:
+        raise ParamError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
+    return params
 
 
-def install_template(target: ArgoTarget, image: str = pipeline.IMAGE) -> str:
-    """Create the WorkflowTemplate, or update it in place when it exists; returns its name."""
-    wt = pipeline.build_template(image=image)
+def submit_request(namespace: str, params: Mapping[str, str], from_ref: str = DEFAULT_FROM,
+                   service_account: str = "") -> m.WorkflowSubmitRequest:
+    """The body of ``POST /api/v1/workflows/{namespace}/submit`` that ``argo submit --from`` sends."""
+    kind, name = parse_from(from_ref)
+    return m.WorkflowSubmitRequest(
+        namespace=namespace, resource_kind=kind, resource_name=name,
+        submit_options=m.SubmitOpts(generate_name=f"{name}-", parameters=[f"{k}={v}" for k, v in params.items()],
+                                    service_account=service_account or None),
+    )
+
+
+def request_body(req: Any) -> dict[str, Any]:
+    """A Hera request model as the JSON its WorkflowsService sends (the same exclusions)."""
+    import json
+
+    return json.loads(req.json(exclude_none=True, by_alias=True, exclude_unset=True, exclude_defaults=True))
+
+
+def install_objects(namespace: str, image: str = pipeline.IMAGE, artifacts: bool = False) -> dict[str, Any]:
+    """What ``osft-pipeline compile --namespace NS --image I [--artifacts]`` writes and ``--install`` installs:
+    the WorkflowTemplate (Hera object) and the RBAC manifests."""
+    return {"template": pipeline.build_template(image=image, artifacts=artifacts),
+            "rbac": pipeline.rbac_manifests(namespace)}
+
+
+def install_template(target: ArgoTarget, image: str = pipeline.IMAGE, artifacts: bool = False,
+                     kube: Any = None) -> list[str]:
+    """Create or update the WorkflowTemplate (through the Argo Server) and, when ``kube`` (a Kubernetes
+    ``ApiClient``) is given, its ServiceAccount, Role and RoleBinding; returns what was installed (``kind/name``)."""
+    objs = install_objects(target.namespace, image=image, artifacts=artifacts)
+    done: list[str] = []
+    if kube is not None:
+        from workflows.kube import apply_objects
+
+        done += apply_objects(objs["rbac"], target.namespace, kube)
+    wt = objs["template"]
     wt.namespace = target.namespace
     wt.workflows_service = target.service()
     _call(target, f"install workflowtemplate/{pipeline.NAME}", wt.update)
-    return pipeline.NAME
+    return done + [f"workflowtemplate/{pipeline.NAME}"]
 
 
 def submit_from_template(target: ArgoTarget, overrides: Mapping[str, Any], install: bool = False,
                          wait: bool = False, poll_seconds: float = 10.0, timeout_seconds: float = 0,
-                         image: str = pipeline.IMAGE, on_poll: Callable[[str], None] | None = None) -> dict[str, str]:
-    """``argo submit --from workflowtemplate/osft-minimal-pipeline -p …`` [--wait]; returns name and phase."""
+                         image: str = pipeline.IMAGE, on_poll: Callable[[str], None] | None = None,
+                         from_ref: str = DEFAULT_FROM, service_account: str = "", artifacts: bool = False,
+                         kube: Any = None, on_nodes: Callable[[dict[str, dict[str, str]]], None] | None = None
+                         ) -> dict[str, str]:
+    """``argo submit --from workflowtemplate/osft-minimal-pipeline -p …`` [--wait]; returns name and phase.
+    ``install`` first installs the template (and, with ``kube``, its RBAC) as ``compile`` writes them."""
     params = checked_overrides(overrides)
+    req = submit_request(target.namespace, params, from_ref, service_account)
     if install:
-        install_template(target, image=image)
+        if (req.resource_kind, req.resource_name) != ("WorkflowTemplate", pipeline.NAME):
+            raise ArgoError(f"--install installs workflowtemplate/{pipeline.NAME}; submit --from {DEFAULT_FROM}")
+        install_template(target, image=image, artifacts=artifacts, kube=kube)
     svc = target.service()
-    req = m.WorkflowSubmitRequest(
-        namespace=target.namespace, resource_kind="WorkflowTemplate", resource_name=pipeline.NAME,
-        submit_options=m.SubmitOpts(generate_name=f"{pipeline.NAME}-",
-                                    parameters=[f"{k}={v}" for k, v in params.items()]),
-    )
-    wf = _call(target, f"submit from workflowtemplate/{pipeline.NAME}",
-               lambda: svc.submit_workflow(req, namespace=target.namespace))
+    what = f"submit from {from_ref}"
+    try:
+        wf = _call(target, what, lambda: svc.submit_workflow(req, namespace=target.namespace))
+    except ArgoError as exc:
+        if "(404)" in str(exc) and "not found" in str(exc):
+            raise ArgoError(f"{what}: {from_ref} is not installed in namespace {target.namespace}: install it "
+                            "(osft-pipeline submit --install, or osft-pipeline compile + kubectl apply -k: "
+                            "docs/cluster.md#install)") from None
+        raise
     name = wf.metadata.name or ""
     phase = (wf.status.phase if wf.status else None) or "Pending"
+    out = {"name": name, "namespace": target.namespace, "phase": phase,
+           "url": f"{target.host}/workflows/{target.namespace}/{name}"}
     if wait:
-        phase = wait_for(target, name, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, on_poll=on_poll)
-    return {"name": name, "namespace": target.namespace, "phase": phase,
-            "url": f"{target.host}/workflows/{target.namespace}/{name}"}
+        out["phase"], failed = wait_for(target, name, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds,
+                                        on_poll=on_poll, on_nodes=on_nodes)
+        if failed:
+            out["failed"] = failed
+    return out
+
+
+def node_states(wf: Any) -> dict[str, dict[str, str]]:
+    """display name -> {phase, message} of a workflow's step pods (and skipped/omitted tasks)."""
+    nodes = (wf.status.nodes if wf.status else None) or {}
+    out: dict[str, dict[str, str]] = {}
+    for n in nodes.values():
+        if n.type in ("Pod", "Skipped", "Omitted", "Suspend") and n.display_name:
+            out[n.display_name] = {"phase": n.phase or "Pending", "message": n.message or ""}
+    return out
 
 
 def wait_for(target: ArgoTarget, name: str, poll_seconds: float = 10.0, timeout_seconds: float = 0,
-             on_poll: Callable[[str], None] | None = None) -> str:
-    """Poll a workflow until it finishes; returns its final phase (timeout_seconds 0 = no limit)."""
+             on_poll: Callable[[str], None] | None = None,
+             on_nodes: Callable[[dict[str, dict[str, str]]], None] | None = None) -> tuple[str, str]:
+    """Poll a workflow until it finishes (timeout_seconds 0 = no limit); returns its final phase and, when it did
+    not succeed, its failed steps' messages (``step: message; …``)."""
     svc = target.service()
     started = time.monotonic()
     last = ""
@@ -130,18 +229,36 @@ def wait_for(target: ArgoTarget, name: str, poll_seconds: float = 10.0, timeout_
         phase = (wf.status.phase if wf.status else None) or "Pending"
         if phase != last and on_poll:
             on_poll(phase)
+        if on_nodes:
+            on_nodes(node_states(wf))
         last = phase
         if phase in FINAL_PHASES:
-            return phase
+            failed = "; ".join(f"{n}: {s['message'] or s['phase']}" for n, s in node_states(wf).items()
+                               if s["phase"] in ("Failed", "Error"))
+            if phase != "Succeeded" and not failed:
+                failed = (wf.status.message if wf.status else "") or ""
+            return phase, failed
         if timeout_seconds and time.monotonic() - started > timeout_seconds:
             raise ArgoError(f"workflow {name} still {phase} after {timeout_seconds:g}s (it keeps running)")
         time.sleep(poll_seconds)
 
 
+def get_workflow(target: ArgoTarget, name: str) -> dict[str, Any]:
+    """A workflow as JSON (``argo get NAME -o json``)."""
+    svc = target.service()
+    wf = _call(target, f"get workflow {name}", lambda: svc.get_workflow(name, namespace=target.namespace))
+    return request_body(wf)
+
+
 def install_cron(target: ArgoTarget, overrides: Mapping[str, Any], schedule: str = pipeline.CRON_SCHEDULE,
                  timezone: str = "UTC", suspend: bool = False) -> str:
-    """Create or update the retraining CronWorkflow with these parameters (the dataset is required)."""
+    """Create or update the retraining CronWorkflow with these parameters (the dataset is required); the schedule
+    and timezone are checked as Argo checks them first."""
+    from workflows.argo.cron import check_schedule, check_timezone
+
     params = checked_overrides(overrides)
+    check_schedule(schedule)
+    check_timezone(timezone)
     cron = pipeline.build_cron(schedule=schedule, timezone=timezone, overrides=params, suspend=suspend)
     cron.namespace = target.namespace
     cron.workflows_service = target.service()

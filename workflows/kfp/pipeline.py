@@ -1,11 +1,11 @@
 """The KFP 2.x twin of the pipeline, for teams on a KFP / OpenShift AI pipeline server.
 
 Its root inputs are the Argo template's (names, types, defaults, generated from ``workflows/params.py``),
-so a run passing upstream osft_minimal's 20 inputs, or any of this port's, is accepted; only the two
-``phase_00_workspace_*`` settings are compile-time on KFP (the pipeline-level workspace PVC is fixed in
-the IR: ``build_pipeline(workspace_size=…, storage_class=…)``). Each component is a thin lightweight-component
-wrapper that imports the same step function the Argo pods run, inside the project image (no pip installs
-at run time).
+so a run passing upstream osft_minimal's 20 inputs, or this port's, is accepted; the three
+``phase_00_workspace_*`` settings (size, class, access mode) and the four pod resources are compile-time on KFP
+(fixed in the IR: ``build_pipeline(workspace_size=…, storage_class=…, resources=…)``). Each component is a thin
+lightweight-component wrapper that imports the same step function the Argo pods run, inside the project image
+(no pip installs at run time).
 """
 
 import inspect
@@ -22,7 +22,12 @@ from workflows.params import PARAMS, REQUIRED, Param
 
 PIPELINE_NAME = "osft-minimal-pipeline"
 # Argo arguments that size the per-run volume; KFP fixes its workspace PVC at compile time instead.
-COMPILE_TIME = ("phase_00_workspace_opt_size", "phase_00_workspace_opt_storage_class")
+# Pod resources are compile-time too: KFP 2.17's compiler does not add a resource setting's pipeline channel to the
+# inputs of the dsl.If group the train task sits in (kfp.local: "Parent pipeline input argument
+# 'pipelinechannel--phase_02_train_opt_cpu' not found"), so the IR fixes them (build_pipeline's arguments).
+RESOURCES = ("phase_02_train_opt_cpu", "phase_02_train_opt_memory", "phase_03_eval_opt_cpu", "phase_03_eval_opt_memory")
+COMPILE_TIME = ("phase_00_workspace_opt_size", "phase_00_workspace_opt_storage_class",
+                "phase_00_workspace_opt_access_mode", *RESOURCES)
 INPUTS: tuple[Param, ...] = tuple(p for p in PARAMS if p.name not in COMPILE_TIME)
 WORKSPACE_SIZE = "50Gi"
 STORAGE_CLASS = "nfs-csi"
@@ -130,7 +135,7 @@ def _gpu_scheduling(task: dsl.PipelineTask) -> None:
     kubernetes.add_toleration(task, key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")
 
 
-def _body(p: dict[str, Any]) -> None:
+def _body(p: dict[str, Any], res: dict[str, str]) -> None:
     ws = dsl.WORKSPACE_PATH_PLACEHOLDER
     data = dataset_op(data_uri=p["phase_01_dataset_man_data_uri"], workspace=ws,
                       split=p["phase_01_dataset_man_data_split"], subset=p["phase_01_dataset_opt_subset"],
@@ -147,7 +152,8 @@ def _body(p: dict[str, Any]) -> None:
                         max_seq_len=p["phase_02_train_opt_max_seq_len"],
                         use_liger=p["phase_02_train_opt_use_liger"],
                         seed=p["phase_02_train_opt_seed"]).after(data).set_display_name("train")
-        _common(task, "train", retries=1, timeout_s=48 * 3600).set_cpu_request("8").set_memory_request("32Gi")
+        _common(task, "train", retries=1, timeout_s=48 * 3600).set_cpu_request(res["phase_02_train_opt_cpu"])
+        task.set_memory_request(res["phase_02_train_opt_memory"]).set_memory_limit(res["phase_02_train_opt_memory"])
         return task
 
     # The GPU count is a run parameter: the GPU request, node selector and toleration apply only when it is > 0
@@ -165,7 +171,8 @@ def _body(p: dict[str, Any]) -> None:
                            limit=p["phase_03_eval_opt_limit"], batch_size=p["phase_03_eval_opt_batch"],
                            max_regression=p["phase_03_eval_opt_max_regression"], trained=trained).set_display_name(
         "evaluate")
-    _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request("4").set_memory_request("16Gi")
+    _common(evaluate, "evaluate", retries=2, timeout_s=12 * 3600).set_cpu_request(res["phase_03_eval_opt_cpu"])
+    evaluate.set_memory_request(res["phase_03_eval_opt_memory"]).set_memory_limit(res["phase_03_eval_opt_memory"])
     evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_03_eval_opt_gpu"])
     _gpu_scheduling(evaluate)
 
@@ -180,8 +187,14 @@ def _body(p: dict[str, Any]) -> None:
         _common(register, "register", retries=3, timeout_s=1800)
 
 
-def build_pipeline(workspace_size: str = WORKSPACE_SIZE, storage_class: str = STORAGE_CLASS) -> Any:
-    """The pipeline with the Argo template's inputs (less the compile-time workspace settings, given here)."""
+def build_pipeline(workspace_size: str = WORKSPACE_SIZE, storage_class: str = STORAGE_CLASS,
+                   resources: dict[str, str] | None = None) -> Any:
+    """The pipeline with the Argo template's inputs (less the compile-time workspace settings, given here, and the
+    pod resources: ``resources`` maps their parameter names to values, default the parameters' defaults)."""
+    from workflows.params import BY_NAME
+
+    res = {n: str(BY_NAME[n].default) for n in RESOURCES} | {
+        n: BY_NAME[n].coerce(v) for n, v in (resources or {}).items()}
     params = [
         inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=p.type,
                           default=inspect.Parameter.empty if p.default is REQUIRED else p.default)
@@ -192,7 +205,7 @@ def build_pipeline(workspace_size: str = WORKSPACE_SIZE, storage_class: str = ST
     names = [prm.name for prm in params]
 
     def pipeline(*args: Any, **kwargs: Any) -> None:  # KFP passes the pipeline channels positionally
-        _body({**dict(zip(names, args, strict=False)), **kwargs})
+        _body({**dict(zip(names, args, strict=False)), **kwargs}, res)
 
     pipeline.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     pipeline.__annotations__ = {p.name: p.type for p in INPUTS}

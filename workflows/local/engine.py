@@ -272,7 +272,7 @@ class LocalRunner(TagRenderer, PodExecutor):
         if validated:
             notes.append(f"validated but not applied locally (pod settings): templates' {', '.join(validated)}")
         ignored_tmpl = sorted({k for t in self.templates.values() for k in t if k in (
-            "retryStrategy", "metadata", "serviceAccountName", "synchronization", "memoize")})
+            "retryStrategy", "serviceAccountName", "synchronization", "memoize")})
         if ignored_tmpl:
             notes.append(f"ignored locally (scheduling settings): templates' {', '.join(ignored_tmpl)}")
         return notes

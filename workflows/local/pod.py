@@ -27,6 +27,9 @@ from workflows.local.template import RunError
 _UNSUPPORTED_TEMPLATE = ("resource", "suspend", "steps", "http", "plugin", "data", "containerSet")
 _WORKSPACE_PVC_ACTIONS = ("create", "apply", "delete")
 _UNSUPPORTED_POD = ("initContainers", "sidecars")
+# A template annotated with this key is not run locally (it watches a cluster object, e.g. the workspace PVC
+# binding): the task succeeds with the annotation's value as its message, after its Pod has been validated.
+LOCAL_RUN_ANNOTATION = "osft-pipeline.io/local-run"
 
 
 @dataclass
@@ -74,6 +77,12 @@ class PodExecutor:
             return
         try:
             self._check_pod(state, t, tmpl, inputs)
+            skip = ((tmpl.get("metadata") or {}).get("annotations") or {}).get(LOCAL_RUN_ANNOTATION)
+            if skip:
+                t.phase, t.message, t.exit_code, t.finished = "Succeeded", str(skip), 0, time.time()
+                (self.workspace / t.log).write_text(f"# not run locally ({LOCAL_RUN_ANNOTATION}): {skip}\n",
+                                                    encoding="utf-8")
+                return
             cmd, env, cwd, pod = self._prepare(state, t, tmpl, inputs)
         except StepError as exc:
             t.phase, t.message, t.finished = "Error", str(exc), time.time()
@@ -121,6 +130,8 @@ class PodExecutor:
         errors = podspec.k8s_errors(pod, podspec.K8S_VERSIONS[-1:])
         if errors:
             raise RunError(f"task {t.name!r}: the cluster would refuse its pod: {errors[0]}")
+        main = next((c for c in pod["spec"].get("containers") or [] if c.get("name") == "main"), {})
+        t.resources = dict(main.get("resources") or {})
 
     def _is_workspace_pvc(self, tmpl: Mapping[str, Any]) -> bool:
         res = tmpl.get("resource") or {}

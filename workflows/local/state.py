@@ -36,6 +36,7 @@ class TaskState:
     outputs: dict[str, str] = field(default_factory=dict)
     result: str | None = None
     artifacts: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)  # container main's, as the cluster would get them
     progress: str = ""
     log: str = ""
 
@@ -136,6 +137,7 @@ def _reused(name: str, old: Mapping[str, Any]) -> TaskState:
     t.started, t.finished = _from_iso(old.get("started")), _from_iso(old.get("finished"))
     t.parameters, t.outputs = dict(old.get("parameters", {})), dict(old.get("outputs", {}))
     t.artifacts = dict(old.get("artifacts", {}))
+    t.resources = dict(old.get("resources", {}))
     return t
 
 

@@ -16,6 +16,13 @@ _ICON = {"Pending": "·", "Running": "▶", "Succeeded": "✔", "Skipped": "↷"
          "Error": "✘"}
 
 
+
+def _words(task: Any) -> str:
+    """A task's message in words: why it was skipped or not started, without the template's expressions."""
+    from workflows.local.report import explain
+
+    return explain(task.name, {"phase": task.phase, "message": task.message, "reused": task.reused})
+
 def table(state: RunState) -> Table:
     """One row per task (and the exit handler) in dependency order."""
     t = Table(title=f"{state.name}  [{state.phase}]", title_justify="left", expand=False)
@@ -26,7 +33,7 @@ def table(state: RunState) -> Table:
         phase = task.phase + (" (reused)" if task.reused else "")
         d = task.duration_s
         elapsed = "" if d is None else f"{d:,.1f}s"
-        detail = task.progress if task.phase == "Running" else (task.message or task.progress)
+        detail = task.progress if task.phase == "Running" else (_words(task) or task.progress)
         t.add_row(task.name, task.template, f"[{_STYLE.get(task.phase, '')}]{_ICON.get(task.phase, '')} {phase}",
                   elapsed, detail[:100])
     return t
@@ -76,7 +83,7 @@ class RunView:
             if task.phase == "Pending":
                 continue
             d = task.duration_s
-            extra = task.progress if task.phase == "Running" and task.progress else task.message
+            extra = task.progress if task.phase == "Running" and task.progress else _words(task)
             self.console.print(f"  {task.name:<16} {task.phase + (' (reused)' if task.reused else ''):<20}"
                                f"{'' if d is None or task.phase == 'Running' else f'{d:.1f}s':>9}  {extra}",
                                highlight=False)

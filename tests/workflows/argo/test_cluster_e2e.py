@@ -1,6 +1,6 @@
 """End to end on a real cluster (kind/k3d + Argo + the CPU image): skipped unless ARGO_SERVER points at one.
 
-Setup (see README, "Running on Argo Workflows"): `kubectl apply -k templates/ -n <ns>`, an RWX storage class,
+Setup (see docs/cluster.md): `kubectl apply -k templates/ -n <ns>`, an RWX storage class,
 the image loaded into the cluster, then ARGO_SERVER / ARGO_TOKEN / ARGO_NAMESPACE exported.
 """
 

@@ -183,10 +183,13 @@ def test_pod_rule_renders_every_parameter_set_and_validates_the_merged_pod(new: 
     assert _hits(errors, message, "(with phase_02_train_man_train_gpu=")  # the parameter set is named
 
 
-def test_pod_rule_uses_the_gpu_0_1_8_and_workers_1_4_matrix(new: dict) -> None:
+def test_pod_rule_uses_the_gpu_0_1_8_and_workers_1_4_matrix_and_the_laptop_set(new: dict) -> None:
+    from workflows.paramfile import LAPTOP, load_parameter_file
+
     sets = lint.parameter_sets(new)
-    assert len(sets) == 18 and {s["phase_02_train_man_train_gpu"] for s in sets} == {"0", "1", "8"}
-    assert {s["phase_02_train_man_train_workers"] for s in sets} == {"1", "4"}
+    assert len(sets) == 19 and {s["phase_02_train_man_train_gpu"] for s in sets} == {"0", "1", "8"}
+    assert {s["phase_02_train_man_train_workers"] for s in sets[:18]} == {"1", "4"}
+    assert sets[-1] == load_parameter_file(LAPTOP)  # the documented laptop cluster set, every value of it
 
 
 def test_pod_rule_validates_the_pvc_manifest(new: dict) -> None:

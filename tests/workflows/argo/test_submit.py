@@ -1,6 +1,7 @@
 """Submission through the real Hera client against an Argo Server stub that validates every body (swagger.json)."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -63,12 +64,13 @@ def test_bad_parameter_fails_before_any_request(stub: ArgoStub) -> None:
 
 
 def test_template_missing_on_server_is_a_clear_error(stub: ArgoStub) -> None:
-    with pytest.raises(ArgoError, match="not found"):
+    with pytest.raises(ArgoError, match="workflowtemplate/osft-minimal-pipeline is not installed in namespace ml: "
+                                        "install it"):
         submit_from_template(_target(stub), {DATA: "/d.jsonl"})
 
 
 def test_wrong_token_is_one_line_error_and_token_is_not_echoed(stub: ArgoStub) -> None:
-    res = CliRunner().invoke(app, ["submit", "--from-template", "-p", f"{DATA}=/d.jsonl", "--host", stub.url,
+    res = CliRunner().invoke(app, ["submit", "-p", f"{DATA}=/d.jsonl", "--host", stub.url,
                                    "--token", "wrong-token-123", "-n", "ml"])
     assert res.exit_code == 2
     assert "rejected the token (401)" in res.output and "wrong-token-123" not in res.output
@@ -81,8 +83,8 @@ def test_cli_uses_argo_env_vars_and_wait_exit_code(monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv("ARGO_SECURE", "false")
         monkeypatch.setenv("ARGO_TOKEN", stub.token)
         monkeypatch.setenv("ARGO_NAMESPACE", "team-a")
-        res = CliRunner().invoke(app, ["submit", "--from-template", "--install", "--wait", "--poll-seconds", "0.01",
-                                       "-p", f"{DATA}=hf://org/data"])
+        res = CliRunner().invoke(app, ["submit", "--install", "--wait", "--poll-seconds", "0.01",
+                                       "-p", f"{DATA}=hf://org/data", "-o", "json"])
         assert res.exit_code == 1, res.output  # the run failed
         assert '"phase": "Failed"' in res.output
         assert ("team-a", NAME) in stub.templates and stub.invalid == []
@@ -123,3 +125,45 @@ def test_stub_rejects_bodies_that_do_not_match_swagger(stub: ArgoStub) -> None:
                       json={"namespace": "ml", "resourceKind": "WorkflowTemplate", "resourceName": NAME,
                             "submitOptions": {"parameterz": ["a=b"]}})
     assert r.status_code == 400 and "parameterz" in stub.invalid[0]
+
+
+def test_install_installs_what_compile_writes_for_the_same_options(stub: ArgoStub, tmp_path: Path) -> None:
+    """`submit --install --image I --artifacts -n ns` = `compile --image I --artifacts -n ns`: the same
+    WorkflowTemplate (through the Argo Server) and the same RBAC (through the Kubernetes API)."""
+    from tests.k8s_stub import KubeStub
+    from workflows.argo import compile as comp
+    from workflows.argo import goyaml
+
+    kube = KubeStub()
+    try:
+        env = {"KUBECONFIG": str(kube.kubeconfig(tmp_path / "kc")), "ARGO_NAMESPACE": ""}
+        res = CliRunner().invoke(app, ["submit", "--install", "--image", "reg.example/osft:7", "--artifacts",
+                                       "-p", f"{DATA}=hf://o/d", "--host", stub.url, "--token", stub.token,
+                                       "-n", "team"], env=env)
+        assert res.exit_code == 0, res.output
+        assert kube.invalid == [] and stub.invalid == []
+        comp.write(tmp_path / "out", image="reg.example/osft:7", artifacts=True, namespace="team")
+        compiled = comp.load_docs(tmp_path / "out" / "osft-minimal-pipeline.yaml")[0]
+        installed = stub.templates[("team", NAME)]
+        assert installed["spec"] == goyaml.load(goyaml.dump(compiled["spec"]))
+        for doc in comp.load_docs(tmp_path / "out" / "rbac.yaml"):
+            got = kube.objects[(doc["kind"], "team", doc["metadata"]["name"])]
+            assert {k: v for k, v in got.items() if k != "metadata"} == {k: v for k, v in doc.items()
+                                                                          if k != "metadata"}
+        # a second install replaces them in place (resourceVersion), as kubectl apply would
+        res = CliRunner().invoke(app, ["submit", "--install", "-p", f"{DATA}=hf://o/d", "--host", stub.url,
+                                       "--token", stub.token, "-n", "team"], env=env)
+        assert res.exit_code == 0 and kube.invalid == []
+        assert [m for m, p, _ in kube.requests if p.endswith("/roles/osft-pipeline")] == ["GET", "PUT"]
+    finally:
+        kube.close()
+
+
+def test_install_without_a_kubeconfig_installs_the_template_and_says_rbac_was_not(stub: ArgoStub,
+                                                                                  tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["submit", "--install", "-p", f"{DATA}=hf://o/d", "--host", stub.url,
+                                   "--token", stub.token, "-n", "ml"],
+                             env={"KUBECONFIG": str(tmp_path / "none"), "HOME": str(tmp_path),
+                                  "KUBERNETES_SERVICE_HOST": ""})
+    assert res.exit_code == 0 and ("ml", NAME) in stub.templates
+    assert "warning: RBAC not installed (no Kubernetes API configured" in res.output

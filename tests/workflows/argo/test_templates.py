@@ -111,7 +111,7 @@ def test_core_objects_validate_with_kubernetes_validate_strict(wt: dict[str, Any
     docs = [d for f in ("rbac.yaml", "secrets.example.yaml") for d in comp.load_docs(comp.TEMPLATES_DIR / f)]
     core = lint.core_objects(wt)
     kinds = sorted(d["kind"] for d in core)
-    assert kinds == ["PersistentVolumeClaim"] * 2 + ["Pod"] * 7  # the workspace PVC (create, delete) + 7 pods
+    assert kinds == ["PersistentVolumeClaim"] * 2 + ["Pod"] * 8  # the workspace PVC (create, delete) + 8 pods
     assert lint.k8s_errors(docs + core) == []
     bad = copy.deepcopy(next(d for d in core if d["kind"] == "PersistentVolumeClaim" and "spec" in d))
     bad["spec"]["storageClass"] = "nfs"
@@ -203,8 +203,10 @@ def test_arguments_carry_values_from_params_with_bool_enums(wt: dict[str, Any]) 
 
 def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     tasks = _tasks(wt)
-    assert list(tasks) == ["workspace-pvc", "preflight", "dataset", "train", "train-trainjob", "evaluate", "register"]
-    assert "depends" not in tasks["workspace-pvc"] and tasks["preflight"]["depends"] == "workspace-pvc"
+    assert list(tasks) == ["workspace-pvc", "workspace-bound", "preflight", "dataset", "train", "train-trainjob",
+                           "evaluate", "register"]
+    assert "depends" not in tasks["workspace-pvc"] and tasks["workspace-bound"]["depends"] == "workspace-pvc"
+    assert tasks["preflight"]["depends"] == "workspace-bound"  # no pod mounts the volume before it is bound
     assert tasks["dataset"]["depends"] == "preflight"
     assert tasks["train"]["depends"] == tasks["train-trainjob"]["depends"] == "dataset"
     assert tasks["evaluate"]["depends"] == "train && train-trainjob" and tasks["register"]["depends"] == "evaluate"
@@ -240,10 +242,10 @@ def test_runner_templates_call_the_step_functions(wt: dict[str, Any]) -> None:
         "preflight": "workflows.argo.preflight:preflight", "dataset": "steps.dataset:prepare_dataset",
         "train": "steps.train:train_model", "train-trainjob": "steps.train.trainjob_launch:launch_trainjob",
         "evaluate": "steps.evaluate:evaluate_model", "register": "steps.register:register_model",
-        "record-status": "steps.finish:record_status",
+        "record-status": "steps.finish:record_status", "workspace-bound": "steps.volume:wait_for_workspace",
     }
     for t in wt["spec"]["templates"]:
-        if "script" in t:
+        if "script" in t and t["name"] != "workspace-bound":  # it waits for the volume, so it cannot mount it
             assert t["script"]["source"] == "{{inputs.parameters}}" and t["script"]["command"] == ["python"]
             assert {"name": "workspace", "mountPath": "/workspace"} in t["script"]["volumeMounts"]
             assert t["script"]["resources"]["requests"]["cpu"] and t["script"]["resources"]["requests"]["memory"]

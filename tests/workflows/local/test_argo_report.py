@@ -1,0 +1,106 @@
+"""`osft-pipeline report --from-argo NAME`: a cluster run's report, from the Workflow the Argo Server returns."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from tests.argo_stub import ArgoStub
+from workflows.cli import app
+
+NAME = "osft-minimal-pipeline-x7k2p"
+
+
+def _node(node_id: str, name: str, phase: str, start: str, end: str, kind: str = "Pod", message: str = "",
+          outputs: dict[str, str] | None = None) -> dict[str, Any]:
+    n: dict[str, Any] = {"id": node_id, "name": f"{NAME}.{name}", "displayName": name, "type": kind,
+                         "templateName": name, "phase": phase, "startedAt": start, "finishedAt": end}
+    if message:
+        n["message"] = message
+    if outputs is not None:
+        n["outputs"] = {"parameters": [{"name": k, "value": v} for k, v in outputs.items()], "exitCode": "0"}
+    return n
+
+
+def workflow(phase: str = "Succeeded", evaluate_phase: str = "Succeeded") -> dict[str, Any]:
+    train = {"final_loss": 1.21, "min_loss": 1.1, "first_loss": 2.5, "steps": 40}
+    ev = {"gate": "pass", "max_regression": 0.02, "tasks": ["arc_easy", "held_out"], "base_vs_tuned": [
+        {"task": "arc_easy", "metric": "acc", "base": 0.61, "tuned": 0.63, "delta": 0.02,
+         "verdict": "unchanged within stderr"},
+        {"task": "held_out", "metric": "token_perplexity", "base": 9.1, "tuned": 5.2, "delta": -3.9,
+         "verdict": "improved"}]}
+    nodes = {
+        "n0": _node("n0", "workspace-pvc", "Succeeded", "2026-01-01T10:00:00Z", "2026-01-01T10:00:05Z", "Pod"),
+        "n1": _node("n1", "preflight", "Succeeded", "2026-01-01T10:00:10Z", "2026-01-01T10:01:00Z"),
+        "n2": _node("n2", "train", "Succeeded", "2026-01-01T10:02:00Z", "2026-01-01T11:02:00Z",
+                    outputs={"summary": json.dumps(train)}),
+        "n3": _node("n3", "train-trainjob", "Skipped", "2026-01-01T10:02:00Z", "2026-01-01T10:02:00Z", "Skipped",
+                    message="when 'single' == 'trainjob' evaluated false"),
+        "n4": _node("n4", "evaluate", evaluate_phase, "2026-01-01T11:03:00Z", "2026-01-01T11:33:00Z",
+                    message="" if evaluate_phase == "Succeeded" else "Error (exit code 2)",
+                    outputs={"summary": json.dumps(ev)} if evaluate_phase == "Succeeded" else None),
+        "n5": _node("n5", "register", "Skipped", "2026-01-01T11:34:00Z", "2026-01-01T11:34:00Z", "Skipped",
+                    message="when '' != '' evaluated false"),
+    }
+    return {"metadata": {"name": NAME, "namespace": "ml", "uid": "u-1"},
+            "spec": {"workflowTemplateRef": {"name": "osft-minimal-pipeline"}, "arguments": {"parameters": [
+                {"name": "phase_01_dataset_man_data_uri", "value": "hf://org/data"},
+                {"name": "phase_01_dataset_opt_hf_token", "value": "hf_secret_in_clear"}]}},
+            "status": {"phase": phase, "startedAt": "2026-01-01T10:00:00Z", "finishedAt": "2026-01-01T11:35:00Z",
+                       "message": "" if phase == "Succeeded" else "child 'n4' failed", "nodes": nodes,
+                       "storedWorkflowTemplateSpec": {"arguments": {"parameters": [
+                           {"name": "phase_01_dataset_man_data_uri", "value": ""},
+                           {"name": "phase_02_train_man_train_epochs", "value": "1"}]}}}}
+
+
+def _report(tmp_path: Path, wf: dict[str, Any], *extra: str) -> tuple[Any, Path]:
+    stub = ArgoStub()
+    try:
+        stub.workflows[("ml", NAME)] = wf
+        stub.polls_to_finish, stub.final_phase = 0, wf["status"]["phase"]
+        out = tmp_path / "report"
+        res = CliRunner().invoke(app, ["report", "--from-argo", NAME, "--out", str(out), "--host", stub.url,
+                                       "--token", stub.token, "-n", "ml", *extra])
+    finally:
+        stub.close()
+    return res, out
+
+
+def test_a_succeeded_cluster_run_reports_like_a_local_one(tmp_path: Path) -> None:
+    res, out = _report(tmp_path, workflow())
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    first = md.splitlines()[2]
+    assert first.startswith("**PASSED the eval gate (no benchmark regressed beyond its stderr)** · arc_easy acc 0.61 "
+                            "→ 0.63 (unchanged within stderr); held_out token_perplexity 9.1 → 5.2 (improved); loss "
+                            "2.5 → 1.21 · model: not kept: a successful run's workspace volume is deleted")
+    assert "skipped: no registry address (phase_04_registry_man_address is empty)" in md
+    assert "'' != ''" not in md and "hf_secret_in_clear" not in md + page
+    assert f'href="{"http://127.0.0.1"}' in page and f"/workflows/ml/{NAME}?nodeId=n2&amp;nodePanelView=logs" in page
+    assert "You set: `phase_01_dataset_man_data_uri=hf://org/data`, `phase_01_dataset_opt_hf_token=***`" in md
+
+
+def test_a_failed_cluster_run_names_the_step_and_the_retry(tmp_path: Path) -> None:
+    res, out = _report(tmp_path, workflow("Failed", "Failed"))
+    assert res.exit_code == 0, res.output
+    first = (out / "report.md").read_text().splitlines()[2]
+    assert first == ("**FAILED at step evaluate** · Error (exit code 2); fix it, then: argo retry -n ml "
+                     f"{NAME} · loss 2.5 → 1.21 · model: "
+                     f"`pvc://{NAME}-workspace/train/model` · load: `on the cluster: mount PVC {NAME}-workspace and "
+                     'AutoModelForCausalLM.from_pretrained("/mnt/train/model")`')
+
+
+def test_a_workspace_copy_brings_the_plots_and_full_files(tmp_path: Path) -> None:
+    copy = tmp_path / "ws"
+    (copy / "train").mkdir(parents=True)
+    (copy / "train" / "metrics.json").write_text(json.dumps({"final_loss": 0.9, "first_loss": 3.0}))
+    (copy / "dataset").mkdir()
+    (copy / "dataset" / "summary.json").write_text(json.dumps({"rows": 1000}))
+    res, out = _report(tmp_path, workflow(), "--workspace-copy", str(copy))
+    assert res.exit_code == 0, res.output
+    md = (out / "report.md").read_text()
+    assert "loss 3 → 0.9" in md.splitlines()[2] and "| rows | 1000 |" in md
+    res, _ = _report(tmp_path, workflow(), "--workspace-copy", str(tmp_path / "none"))
+    assert res.exit_code == 2 and "no such folder" in res.output
