@@ -22,6 +22,7 @@ STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
     "train": "steps.train:train_model",
     "evaluate": "steps.evaluate:evaluate_model",
+    "publish": "steps.publish:publish_model",
     "register": "steps.register:register_model",
 }
 
