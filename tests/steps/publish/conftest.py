@@ -2,7 +2,7 @@
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,3 +73,71 @@ def objects(client, prefix: str = "") -> dict[str, int]:  # noqa: ANN001
 
 
 os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class FailingProxy:
+    """An HTTP proxy in front of moto that answers ``503 SlowDown`` (without forwarding) to every request for
+    which ``fail(method, path_and_query)`` is true, and logs every request it forwards: a store that breaks
+    after N parts or files, observed from the server's side."""
+
+    def __init__(self, upstream: str, fail: Callable[[str, str], bool]) -> None:
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlsplit
+
+        self.fail = fail
+        self.forwarded: list[tuple[str, str]] = []
+        self.refused: list[tuple[str, str]] = []
+        up = urlsplit(upstream)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if proxy.fail(self.command, self.path):
+                    proxy.refused.append((self.command, self.path))
+                    msg = b"<Error><Code>SlowDown</Code><Message>injected</Message></Error>"
+                    self.send_response(503)
+                    self.send_header("Content-Length", str(len(msg)))
+                    self.end_headers()
+                    self.wfile.write(msg)
+                    return
+                proxy.forwarded.append((self.command, self.path))
+                conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                self.send_response(resp.status)
+                head = self.command == "HEAD"
+                for k, v in resp.getheaders():
+                    skip = ("connection", "transfer-encoding", "server", "date") + (() if head else ("content-length",))
+                    if k.lower() not in skip:
+                        self.send_header(k, v)
+                if not head:
+                    self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+                conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any  # noqa: N815
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def puts(self) -> list[str]:
+        """Object keys the store received a PUT for (whole objects and parts), in order."""
+        return [p.split("?")[0] for m, p in self.forwarded if m == "PUT"]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

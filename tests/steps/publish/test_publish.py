@@ -11,8 +11,7 @@ from steps.common.errors import StepError
 from steps.common.workspace import Workspace
 from steps.publish import MANIFEST_NAME, parse_storage_uri, publish_model, published_uri
 from steps.publish.files import SERVING_FILES
-from tests.steps.dataset.servers import CuttingProxy
-from tests.steps.publish.conftest import BUCKET, KEY_ID, SECRET, make_checkpoint, objects
+from tests.steps.publish.conftest import BUCKET, KEY_ID, SECRET, FailingProxy, make_checkpoint, objects
 
 SERVED = ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
 
@@ -23,13 +22,6 @@ def _sha(path: Path) -> str:
 
 def _record(ws: Path) -> dict:
     return json.loads((ws / "publish" / "publish.json").read_text())
-
-
-def _via_proxy(moto_endpoint: str, cuts: list[int | None], monkeypatch: pytest.MonkeyPatch) -> CuttingProxy:
-    host, port = moto_endpoint.removeprefix("http://").split(":")
-    proxy = CuttingProxy((host, int(port)), cuts)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    return proxy
 
 
 def test_s3_publish_stores_the_serving_files_and_the_manifest_last(s3, tmp_path: Path) -> None:  # noqa: ANN001
@@ -66,35 +58,67 @@ def test_a_second_publish_of_the_same_files_sends_nothing(s3, tmp_path: Path) ->
     assert s3.head_object(Bucket=BUCKET, Key=f"p/osft-model/2.0.0/{MANIFEST_NAME}")["LastModified"] == before
 
 
-def test_interrupted_multipart_upload_leaves_no_manifest_and_a_retry_sends_only_what_is_missing(
+def test_an_upload_cut_after_n_parts_leaves_no_manifest_and_the_retry_sends_only_the_missing_file(
         s3, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     ws = tmp_path / "ws"
     ckpt = make_checkpoint(ws, weights_mb=12)  # 3 parts of 5 MiB
     prefix = "run/osft-model/1.0.0/"
-    # one request per connection (moto closes it after each answer): manifest GET, list, list uploads, then the
-    # small files (3 HEAD-less PUTs), then the weights' multipart start and one part; every later one is cut.
-    proxy = _via_proxy(moto_endpoint, [None] * 7 + [0] * 400, monkeypatch)
+    # the store breaks after the first part of the weights: parts 2 and 3 are refused (503, retries exhausted)
+    broken = FailingProxy(moto_endpoint, lambda m, p: m == "PUT" and "partNumber=" in p and "partNumber=1&" not in p
+                          and not p.endswith("partNumber=1"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", broken.url)
     with pytest.raises(StepError, match=r"^uploading to s3://models/run/osft-model/1.0.0/"):
         publish_model(str(ws), "s3://models/run", version="1.0.0", workflow_name="wf-1", part_size_mb=5,
-                      concurrency=1)
-    assert proxy.cut > 0
-    left = objects(s3, prefix)
-    assert prefix + MANIFEST_NAME not in left  # nothing half-written is ever described by a manifest
+                      concurrency=2)
+    broken.close()
+    assert broken.refused and "model.safetensors" in broken.refused[0][1]
+    left = {k.removeprefix(prefix) for k in objects(s3, prefix)}
+    # no manifest and no half object; the small files that went up before the failure cancelled the rest stay
+    assert left <= set(SERVED) - {"model.safetensors"}
     assert not (ws / "publish" / "publish.json").exists()
-    complete = {rel for k in left if (rel := k.removeprefix(prefix)) and
-                s3.head_object(Bucket=BUCKET, Key=k)["Metadata"].get("sha256") == _sha(ckpt / rel)}
-    assert "model.safetensors" not in complete and complete  # the big file was cut, some small ones made it
 
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    healed = FailingProxy(moto_endpoint, lambda m, p: False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", healed.url)
     out = publish_model(str(ws), "s3://models/run", version="1.0.0", workflow_name="wf-1", part_size_mb=5,
-                        concurrency=1)
+                        concurrency=2)
+    healed.close()
+    sent = {p.removeprefix(f"/models/{prefix}") for p in healed.puts()}
+    assert sent == set(SERVED) - left | {MANIFEST_NAME}  # only what was missing, on the wire
     record = _record(ws)
-    assert sorted(record["uploaded"]) == sorted(set(SERVED) - complete)  # only what was missing went up again
-    assert sorted(record["skipped"]) == sorted(complete)
+    assert sorted(record["uploaded"]) == sorted(set(SERVED) - left) and sorted(record["skipped"]) == sorted(left)
     assert out["status"] == "published" and prefix + MANIFEST_NAME in objects(s3, prefix)
     body = s3.get_object(Bucket=BUCKET, Key=prefix + "model.safetensors")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == _sha(ckpt / "model.safetensors")
     assert s3.list_multipart_uploads(Bucket=BUCKET, Prefix=prefix).get("Uploads", []) == []
+
+
+def test_an_upload_cut_after_n_files_resumes_with_exactly_the_missing_files(
+        s3, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    ws = tmp_path / "ws"
+    ckpt = make_checkpoint(ws)
+    prefix = "n/osft-model/1.0.0/"
+    puts = []
+
+    def after_two_files(method: str, path: str) -> bool:
+        if method != "PUT":
+            return False
+        puts.append(path)
+        return len(puts) > 2
+
+    broken = FailingProxy(moto_endpoint, after_two_files)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", broken.url)
+    with pytest.raises(StepError):
+        publish_model(str(ws), "s3://models/n", version="1.0.0", workflow_name="wf-2", concurrency=4)
+    broken.close()
+    stored = {rel for k in objects(s3, prefix) if (rel := k.removeprefix(prefix))
+              and s3.head_object(Bucket=BUCKET, Key=k)["Metadata"].get("sha256") == _sha(ckpt / rel)}
+    assert len(stored) == 2 and MANIFEST_NAME not in stored
+    healed = FailingProxy(moto_endpoint, lambda m, p: False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", healed.url)
+    publish_model(str(ws), "s3://models/n", version="1.0.0", workflow_name="wf-2", concurrency=4)
+    healed.close()
+    sent = {p.removeprefix(f"/models/{prefix}") for p in healed.puts()}
+    assert sent == set(SERVED) - stored | {MANIFEST_NAME}
 
 
 def test_retry_aborts_an_incomplete_multipart_upload_and_removes_strays(s3, tmp_path: Path) -> None:  # noqa: ANN001
