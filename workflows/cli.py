@@ -132,6 +132,8 @@ def run_local(
     from_step: str = typer.Option("", "--from-step", help="Resume: re-run this step and what follows it"),
     template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Compiled WorkflowTemplate YAML"),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md"),
+    pvc: list[str] = typer.Option([], "--pvc", help="CLAIM=DIR: a local folder standing for a PersistentVolumeClaim "
+                                  "a task mounts by name (e.g. a pvc:// storage URI's claim; repeat)"),
 ) -> None:
     """Run the compiled WorkflowTemplate locally, step by step, and write run.json, logs/ and a report."""
     from workflows.local.cli import run_command
@@ -139,7 +141,7 @@ def run_local(
     if not local:
         print("error: only --local is supported by `run`; submit to a cluster with Argo", file=sys.stderr)
         raise typer.Exit(2)
-    raise typer.Exit(run_command(template, param, workspace, from_step, report))
+    raise typer.Exit(run_command(template, param, workspace, from_step, report, pvc))
 
 
 @app.command("report")

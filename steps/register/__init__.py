@@ -18,6 +18,7 @@ from steps.register.client import API_PREFIX, CLIENT_PIN, Connection, connect, f
 from steps.register.metadata import Scalar, base_model_of, build_properties, summary_dataset_uri
 
 STEP = "register"
+ATTEMPT_JSON = "attempt.json"  # written before the first write to the registry (see _register)
 _SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _URI = re.compile(r"([a-z][a-z0-9+.-]*)://\S+")
 _LOCAL_SCHEMES = ("file", "local")
@@ -262,6 +263,11 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
     token, token_from = find_token(token_env)
     ws.log(STEP, f"connecting to {server.base}{API_PREFIX}/ (token: {token_from}, tls: {server.secure})")
     conn = connect(server, author, token, ca_cert, retries, lambda msg: ws.log(STEP, msg))
+    # Before the first write to the registry: from here on a version may exist with this URI, so the run's
+    # cleanup must keep the model's storage even if this step then fails (the exit handler gives the workspace
+    # back to the workflow only when the run never got this far: steps/finish.py reads this file).
+    write_json(ws.registry_dir / ATTEMPT_JSON, {"status": "registering", "name": name, "version": version,
+                                                "uri": uri, "server": server.base, "time": now})
     try:
         result = _ensure_registered(conn, name, version, uri, author, format_name, fmt_version, description,
                                     props, provenance, retries, lambda msg: ws.log(STEP, msg), storage_fields(uri))

@@ -31,7 +31,7 @@ def _raw(**over: str) -> dict[str, str]:
 
 
 def test_inputs_are_every_parameter_as_text() -> None:
-    assert list(PreflightInputs.model_fields) == [p.name for p in PARAMS] + ["workspace"]
+    assert list(PreflightInputs.model_fields) == [p.name for p in PARAMS] + ["workspace", "workflow_name"]
     assert all(f.annotation is str for f in PreflightInputs.model_fields.values())
 
 

@@ -84,7 +84,8 @@ def test_secrets_match_the_readme(docs: list[dict]) -> None:
         return {s["secretName"]: ({k["secretKey"] for k in s["keyToEnv"]}, s["optional"])
                 for s in executors[executor].get("secretAsEnv", [])}
 
-    assert secrets("exec-dataset-op") == {"s3-secret": ({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, True),
+    s3 = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+    assert secrets("exec-dataset-op") == {"s3-secret": (s3, True),
                                           "hf-token": ({"HF_TOKEN"}, True)}
     assert secrets("exec-train-op") == {
         "hf-token": ({"HF_TOKEN"}, True),
