@@ -196,6 +196,8 @@ class PodExecutor:
             base.setdefault("metadata", {})["ownerReferences"] = [
                 {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": state.name, "uid": state.uid,
                  "controller": True, "blockOwnerDeletion": True}]
+        from workflows.argo.podspec import merge_patch
+
         return merge_patch(base, patch)
 
     def _workspace_claim(self, state: RunState) -> str | None:
@@ -446,19 +448,6 @@ class PodExecutor:
                 t.artifacts[a["name"]] = str(local)
             elif not a.get("optional"):
                 raise RunError(f"output artifact {a['name']!r}: {a['path']} was not written (looked at {local})")
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (``kubectl patch --type merge``): objects merge, null removes, the rest replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def _seconds(value: Any) -> float | None:
