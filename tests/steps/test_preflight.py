@@ -161,3 +161,27 @@ def test_exit_handler_after_failure_reports_last_error(workspace: Path) -> None:
     (workspace / "pipeline_log.txt").write_text("2026-01-01T00:00:00Z [dataset] error: no rows found\n")
     out = record_status(str(workspace), "Failed", "wf-1", "{{workflow.duration}}")
     assert out["status"] == "Failed" and out["duration"] == "" and "no rows found" in out["last_error"]
+
+
+def test_preflight_says_where_the_model_will_live() -> None:
+    from workflows.argo.preflight import model_home, routing
+
+    base = {"phase_04_registry_man_reg_name": "m", "phase_04_registry_man_reg_version": "auto"}
+    level, line = model_home({**base, "phase_04_registry_man_address": "reg",
+                              "phase_04_registry_opt_storage_uri": "s3://b/p/"}, "wf-1")
+    assert level == "ok" and "published to s3://b/p/m/<workflow name>" in line and "then registered" in line
+    level, line = model_home({**base, "phase_04_registry_man_address": "reg", "phase_04_registry_opt_storage_uri": ""},
+                             "wf-1")
+    assert level == "ok" and "pvc://wf-1-workspace/" in line and "kept after the run" in line
+    assert "kubectl delete pvc wf-1-workspace" in line
+    level, line = model_home({**base, "phase_04_registry_man_address": "", "phase_04_registry_opt_storage_uri": ""})
+    assert level == "warning" and "deleted when the run succeeds" in line
+    assert routing({"phase_04_registry_opt_storage_uri": "pvc://models-pvc/x"}) == {
+        "publish_mode": "pvc", "models_claim": "models-pvc"}
+    assert routing({"phase_04_registry_opt_storage_uri": ""}) == {"publish_mode": "none", "models_claim": ""}
+
+
+def test_an_s3_storage_uri_needs_the_s3_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    with pytest.raises(StepError, match="storage_uri is s3:// but AWS_ACCESS_KEY_ID"):
+        check_environment(str(tmp_path), data_uri="/data/x.jsonl", model="/m", storage_uri="s3://models/p")

@@ -707,7 +707,6 @@ def policy_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]] | Non
     """The pipeline's own rules beyond what a cluster enforces: references (tags, secrets, one image), retries
     and deadlines, output sizes, non-root + fsGroup."""
     from workflows.argo.pipeline import SECRET_KEYS
-
     from workflows.argo.retention import retention_errors
 
     errors = template_reference_errors(doc, secrets or SECRET_KEYS, check_imports=False)

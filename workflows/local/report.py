@@ -213,6 +213,11 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
     if eval_png.is_file():
         doc.image(eval_png, "evaluation scores", "eval/eval.png")
 
+    published = _load(ws / "publish" / "publish.json")  # issue 15: where the model lives after the run
+    if isinstance(published, Mapping):
+        doc.h("Published model")
+        doc.p(f"{published.get('uri')} ({published.get('status')}, {len(published.get('files') or [])} files, "
+              f"manifest {published.get('manifest')})")
     _record_section(doc, run, ws, "Registration", "registry/registration.json", "register")
 
     if run.get("notes"):
