@@ -252,3 +252,24 @@ def test_a_registered_workspace_uri_resolves_after_the_cleanup(argo_run: tuple[P
     model = ws / path  # the claim is the workspace: the registered path is a loadable checkpoint
     assert (model / "config.json").is_file() and any(model.glob("*.safetensors"))
     assert "no storage URI and no registry address" in (ws / "pipeline_log.txt").read_text()  # the first run's
+
+
+def test_published_to_a_models_volume(argo_run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """pvc://: the publish-pvc task mounts the claim the preflight names (locally the --pvc folder) at /models."""
+    ws, params = argo_run
+    volume = tmp_path / "models-volume"
+    volume.mkdir()
+    proc = _run(ws, {**params, "phase_04_registry_man_address": "", "phase_04_registry_man_reg_version": "5.0.0",
+                     "phase_04_registry_opt_force": "true", "phase_04_registry_opt_storage_uri": "pvc://models/osft"},
+                "--from-step", "preflight", "--pvc", f"models={volume}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((ws / "run.json").read_text())
+    assert run["tasks"]["publish-pvc"]["phase"] == "Succeeded" and run["tasks"]["publish"]["phase"] == "Skipped"
+    folder = volume / "osft" / "osft-model" / "5.0.0"
+    manifest = json.loads((folder / "osft-manifest.json").read_text())
+    checkpoint = (ws / "train" / "model").resolve()
+    assert manifest["uri"] == "pvc://models/osft/osft-model/5.0.0"
+    for f in manifest["files"]:
+        assert (folder / f["path"]).read_bytes() == (checkpoint / f["path"]).read_bytes()
+    assert json.loads((ws / "publish" / "publish.json").read_text())["uri"] == manifest["uri"]
+    assert run["claims"][f"{run['workflow']['name']}-workspace"]["deleted_by"] == "exit-handler.delete-workspace"
