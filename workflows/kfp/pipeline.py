@@ -87,11 +87,11 @@ def evaluate_op(workspace: str, base_model: str, compare_base: bool, tasks: list
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
-def publish_op(workspace: str, storage_uri: str, name: str, version: str, force: bool, run_resource_name: str,
+def publish_op(workspace: str, storage_uri: str, name: str, version: str, force: bool, run_id: str,
                evaluated: str) -> str:
     """Step 3b: publish the final checkpoint to s3:// (a no-op without a storage URI). ``evaluated`` orders it
     after evaluate. pvc:// is the Argo template's (a claim named by a run parameter cannot be mounted here only
-    when it is set)."""
+    when it is set). With version 'auto' the folder is named by the run's id."""
     import json
 
     from steps.common.errors import StepError
@@ -103,7 +103,7 @@ def publish_op(workspace: str, storage_uri: str, name: str, version: str, force:
         raise StepError(f"phase_04_registry_opt_storage_uri={storage_uri!r}: on KFP the model is published to "
                         "s3://bucket/prefix; pvc:// needs the Argo template (docs/publishing.md)")
     return json.dumps(publish_model(workspace=workspace, storage_uri=storage_uri, name=name, version=version,
-                                    workflow_name=run_resource_name, force=force))
+                                    workflow_name=run_id, force=force))
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
@@ -200,7 +200,8 @@ def _body(p: dict[str, Any]) -> None:
     publish = publish_op(workspace=ws, storage_uri=p["phase_04_registry_opt_storage_uri"],
                          name=p["phase_04_registry_man_reg_name"], version=p["phase_04_registry_man_reg_version"],
                          force=p["phase_04_registry_opt_force"],
-                         run_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
+                         # the run's id (unique; kfp.local cannot resolve the resource name outside a skipped branch)
+                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                          evaluated=evaluate.output).set_display_name("publish")
     _common(publish, "publish", retries=3, timeout_s=3 * 3600).set_cpu_request("1").set_memory_request("1Gi")
 

@@ -206,7 +206,7 @@ def test_kfp_publish_and_register_components_under_kfp_local(tmp_path: Path, mon
     make_checkpoint(ws)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
                workspace_root=str(ws))
-    common = {"workspace": str(ws), "name": "m", "version": "1.0.0", "force": False, "run_resource_name": "run-1"}
+    common = {"workspace": str(ws), "name": "m", "version": "1.0.0", "force": False, "run_id": "run-1"}
     assert json.loads(kfp_pipeline.publish_op(storage_uri="", evaluated="{}", **common).output)["status"] == "skipped"
     with pytest.raises(RuntimeError):
         kfp_pipeline.publish_op(storage_uri="pvc://models/x", evaluated="{}", **common)
