@@ -185,3 +185,28 @@ def test_an_s3_storage_uri_needs_the_s3_secret(tmp_path: Path, monkeypatch: pyte
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     with pytest.raises(StepError, match="storage_uri is s3:// but AWS_ACCESS_KEY_ID"):
         check_environment(str(tmp_path), data_uri="/data/x.jsonl", model="/m", storage_uri="s3://models/p")
+
+
+def test_exit_handler_reports_a_registration_attempt_so_the_workspace_is_kept(tmp_path: Path) -> None:
+    """register writes registry/attempt.json before its first write to the registry: a run that failed after it
+    reports 'registering' (reown-workspace then leaves the claim kept); one that never got there reports ''."""
+    ws = tmp_path / "ws"
+    out_dir = tmp_path / "out"
+    assert record_status(str(ws), "Failed", "wf", "1", str(out_dir))["registration_status"] == ""
+    (ws / "registry").mkdir()
+    (ws / "registry" / "attempt.json").write_text(json.dumps({"status": "registering"}))
+    assert record_status(str(ws), "Failed", "wf", "1", str(out_dir))["registration_status"] == "registering"
+    assert (out_dir / "registration_status").read_text() == "registering"
+    (ws / "registry" / "registration.json").write_text(json.dumps({"status": "registered"}))
+    assert record_status(str(ws), "Succeeded", "wf", "1", str(out_dir))["registration_status"] == "registered"
+
+
+def test_register_writes_the_attempt_before_reaching_the_registry(tmp_path: Path) -> None:
+    from steps.register import register_model
+    from tests.steps.publish.conftest import make_checkpoint
+
+    ws = tmp_path / "ws"
+    make_checkpoint(ws)
+    with pytest.raises(StepError):  # nothing listens there: connecting fails, before any write
+        register_model(str(ws), address="http://127.0.0.1:9", pvc_claim="wf-workspace", retries=0)
+    assert not (ws / "registry" / "attempt.json").exists()

@@ -43,6 +43,8 @@ def test_registered_version_points_at_the_s3_copy_with_its_checksums(s3, tmp_pat
     assert props["publish.manifest"]["string_value"] == "s3://models/prod/osft-model/1.4.0/osft-manifest.json"
     record = json.loads((ws / "registry" / "registration.json").read_text())
     assert record["uri"] == out["uri"] and record["storage_path"] == "prod/osft-model/1.4.0"
+    attempt = json.loads((ws / "registry" / "attempt.json").read_text())  # written before the first registry write
+    assert (attempt["status"], attempt["uri"]) == ("registering", out["uri"])
 
 
 def test_a_storage_uri_without_a_completed_publish_is_not_registered(tmp_path: Path) -> None:
