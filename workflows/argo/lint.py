@@ -571,6 +571,43 @@ def trainjob_errors(doc: Mapping[str, Any], sets: list[dict[str, str]] | None = 
     return sorted(set(errors), key=errors.index)
 
 
+POD_METADATA_PARAMS = {"labels": "phase_02_train_opt_labels", "annotations": "phase_02_train_opt_annotations"}
+TRAIN_ENTRY = "steps.train:train_model"
+
+
+def pod_metadata_errors(doc: Mapping[str, Any], sets: list[dict[str, str]] | None = None) -> list[str]:
+    """The single train pod carries, when Argo creates it, exactly the labels and annotations its parameters ask for
+    (as the train step's parser reads them) besides the template's own: nothing dropped (a missing slot), nothing
+    changed, for every parameter set that sets them."""
+    from steps.train.pod_settings import parse_annotations, parse_labels
+
+    declared = _names(((doc.get("spec") or {}).get("arguments") or {}).get("parameters"))
+    wanted = {k: p for k, p in POD_METADATA_PARAMS.items() if p in declared}
+    if not wanted:
+        return []
+    templates = [t for t, _ in _task_invocations(doc) if _runner_entry(t) == TRAIN_ENTRY]
+    parsers = {"labels": parse_labels, "annotations": parse_annotations}
+    errors: list[str] = []
+    for values in sets if sets is not None else parameter_sets(doc):
+        asked = {k: values.get(p, "") for k, p in wanted.items()}
+        if not any(asked.values()):
+            continue
+        objs, _ = rendered_objects(doc, values)  # render errors are the pod rule's
+        for tmpl in templates:
+            pod = next((o for o in objs if o.get("kind") == "Pod" and str(o["metadata"].get("name", "")).endswith(
+                f"-{tmpl['name']}")), None)
+            if pod is None:
+                continue
+            for key, text in asked.items():
+                own = {k: v for k, v in ((tmpl.get("metadata") or {}).get(key) or {}).items() if "{{" not in k}
+                want = {**own, **parsers[key](text)}
+                got = pod["metadata"].get(key) or {}
+                if got != want:
+                    errors.append(f"template {tmpl['name']}: metadata.{key} renders {got} for {wanted[key]}="
+                                  f"{text!r}; the pod must carry {want}")
+    return sorted(set(errors), key=errors.index)
+
+
 def _job_args() -> set[str]:
     import inspect
 
@@ -837,6 +874,7 @@ def lint_template(wt: dict[str, Any], cron: dict[str, Any] | None = None,
             report["references and tags"].append(f"spec.arguments: not {name}'s parameters in their order "
                                                  "(workflows/params.py params_for)")
     report["pods and resources (podSpecPatch x parameter sets)"] = pod_errors(wt)
+    report["pods and resources (podSpecPatch x parameter sets)"] += pod_metadata_errors(wt)
     report["TrainJob (Kubeflow Trainer CRD v2.3.0)"] = trainjob_errors(wt)
     report["retries and deadlines"] = retry_errors(wt)
     report["workspace volume (bounded wait)"] = volume_errors(wt)
