@@ -162,3 +162,35 @@ def test_training_on_pre_tokenised_rows(tmp_path: Path, tiny_model: Path) -> Non
     assert metrics["hyper_parameters"]["use_processed_dataset"] is True and metrics["steps"] == 3
     run_dir = ws / metrics["run_dir"]
     assert not (run_dir / "_internal_data_processing" / "data.jsonl").exists()  # taken as it is, not re-processed
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_the_full_kfp_twin_trains_with_the_same_settings(full_run: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full twin under kfp.local, with the Argo run's values (less the pod labels, compile-time on KFP): the
+    same split, the same training settings in metrics.json, samples written."""
+    import types
+
+    from kfp import local
+    from kfp.local import pipeline_orchestrator
+
+    from workflows.kfp import pipeline as kfp_pipeline
+
+    argo_ws, params = full_run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline_orchestrator, "shutil", types.SimpleNamespace(rmtree=lambda *a, **k: None))
+    ws = tmp_path / "kfp-ws"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               workspace_root=str(ws))
+    skip = {"phase_02_train_opt_labels", "phase_02_train_opt_annotations"}
+    typed = {p.name: p.coerce(params[p.name]) for p in kfp_pipeline.inputs_for("osft-pipeline")
+             if p.name in params and p.name not in skip}
+    kfp_pipeline.build_pipeline(template="osft-pipeline")(**typed)
+    assert (ws / "dataset" / "train.jsonl").read_bytes() == (argo_ws / "dataset" / "train.jsonl").read_bytes()
+    hyper = json.loads((ws / "train" / "metrics.json").read_text())["hyper_parameters"]
+    argo_hyper = json.loads((argo_ws / "train" / "metrics.json").read_text())["hyper_parameters"]
+    for key in ("lr_scheduler", "lr_scheduler_kwargs", "warmup_steps", "unmask_messages", "checkpoint_at_epoch",
+                "save_final_checkpoint", "env_vars"):
+        assert hyper[key] == argo_hyper[key], key
+    assert any(json.loads(x)["task"].startswith("gsm8k") for x in (ws / "eval" / "samples.jsonl").read_text()
+               .splitlines())
