@@ -88,9 +88,9 @@ image:
 	echo "built $(IMAGE); push it ($$(basename $$engine) push $(IMAGE)) and install with --image $(IMAGE) (docs/cluster.md)"
 
 # The pipeline end to end on a throwaway kind cluster (docker or podman, kind, kubectl): Argo Workflows, the CPU image,
-# MinIO, the laptop parameter set; deletes the cluster unless KEEP=1. docs/e2e-kind.md
+# MinIO, the laptop parameter set; deletes the cluster unless KEEP=1; ARGS=--check checks the tools only. docs/e2e-kind.md
 e2e-kind:
-	@bash .ci/e2e-kind.sh
+	@bash .ci/e2e-kind.sh $(ARGS)
 
 bench: setup
 	$(PY) bench/dataset_bench.py

@@ -13,6 +13,7 @@
 #      asserts what the local e2e test asserts (tests/e2e_checks.py); no Model Registry: register is skipped
 #   6. print the tasks' phases and the run's report; delete the cluster unless KEEP=1
 #
+# `.ci/e2e-kind.sh --check` (make e2e-kind ARGS=--check) checks the tools only.
 # Settings (environment variables): KEEP=1 (keep the cluster; a later run reuses it), CLUSTER (kind cluster name,
 # osft-e2e), NAMESPACE (osft-e2e), ENGINE (docker or podman; default: the first one that works), E2E_IMAGE
 # (localhost/osft-pipeline:e2e-cpu), E2E_TIMEOUT (seconds the run may take, 3600), E2E_WORK (.work/e2e-kind).
@@ -274,6 +275,10 @@ run_test() {
 
 main() {
   check_tools
+  if [ "${1:-}" = --check ]; then
+    echo "ok: $ENGINE (running), kind $(kind version 2>/dev/null | awk '{print $2}'), kubectl, python3: ready for make e2e-kind"
+    return 0
+  fi
   WORK="${E2E_WORK:-$ROOT/.work/e2e-kind}"
   mkdir -p "$WORK"
   WORK="$(cd "$WORK" && pwd)"
