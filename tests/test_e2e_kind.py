@@ -3,6 +3,7 @@ tool, exit 2), shellcheck on the script, actionlint and GitHub's workflow schema
 (the same kind in both, Argo one of the vendored CRD versions, images by digest), the on_cluster test's
 variables set by the script, and the on_cluster test collected and skipped without a cluster."""
 
+import json
 import os
 import re
 import shutil
@@ -208,3 +209,50 @@ def test_the_cluster_test_is_collected_and_skipped_without_a_cluster() -> None:
     plain = subprocess.run([sys.executable, "-m", "pytest", str(CLUSTER_TEST), "-q", "-p", "no:cacheprovider"],
                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert "1 deselected" in plain.stdout  # the default run (addopts) leaves it out
+
+
+@pytest.mark.slow
+def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, tiny_model: Path) -> None:
+    """The on_cluster test, run as `make e2e-kind` runs it (the same variables), against an Argo Server stand-in
+    that runs each submitted workflow with the local engine (tests/local_argo.py) and a real S3 API (moto) for the
+    data and the published model: the test's own code (upload, submit, wait, read the Workflow, the report, the
+    checks) works end to end. Only the Hub model is replaced by a tiny one on disk."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.e2e_checks import MODEL, e2e_parameters
+    from tests.local_argo import LocalArgo
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    keys = {"AWS_ACCESS_KEY_ID": "osft-e2e", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0001"}
+    argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
+                     substitute={MODEL: str(tiny_model)})
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGO_", "OSFT_E2E_", "AWS_"))}
+    env |= {"ARGO_SERVER": argo.url, "ARGO_TOKEN": argo.token, "ARGO_NAMESPACE": "osft-e2e",
+            "OSFT_E2E_S3_ENDPOINT": endpoint, "OSFT_E2E_S3_ACCESS_KEY": keys["AWS_ACCESS_KEY_ID"],
+            "OSFT_E2E_S3_SECRET_KEY": keys["AWS_SECRET_ACCESS_KEY"], "OSFT_E2E_OUT": str(out),
+            "OSFT_E2E_TIMEOUT": "1200"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "on_cluster", str(CLUSTER_TEST), "-q", "-rs",
+                               "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"],
+                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
+    finally:
+        argo.close()
+        moto.stop()
+    runs = list(argo.runs.values())
+    assert proc.returncode == 0, proc.stdout[-4000:] + "".join((r["proc"].stderr or "")[-2000:] for r in runs
+                                                                if r["proc"])
+    assert "1 passed" in proc.stdout and not argo.invalid
+    # exactly the shared parameter set went to the Argo Server: the laptop file, the data, the storage URI
+    (submitted,) = [r["params"] for r in runs]
+    assert submitted == e2e_parameters("s3://osft-e2e/data/chat.jsonl", "s3://osft-e2e/models")
+    tasks = (out / "tasks.txt").read_text()
+    for task in ("workspace-pvc", "dataset", "train", "evaluate", "publish", "record-status"):
+        assert any(ln.split()[:2] == [task, "Succeeded"] for ln in tasks.splitlines()), tasks
+    numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["published"].startswith("s3://osft-e2e/models/")
+    assert "model.safetensors" in numbers["published_files"]
+    assert (out / "report" / "report.md").read_text().splitlines()[2].startswith(("**PASSED", "**GATE FAILED"))
