@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,10 +56,10 @@ class LocalArgo(ArgoStub):
                 "--workspace", str(entry["ws"])]
         for k, v in entry["params"].items():
             args += ["-p", f"{k}={self.substitute.get(k, v)}"]
-        tmp = entry["ws"].parent / (entry["ws"].name + "-tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)}
-        entry["proc"] = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
+        # a short TMPDIR: multiprocessing's socket paths under it must fit AF_UNIX's 108 bytes
+        with tempfile.TemporaryDirectory(prefix="osft-la-") as tmp:
+            env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT), "TMPDIR": tmp}
+            entry["proc"] = subprocess.run(args, capture_output=True, text=True, env=env, timeout=1800)
 
     def get_workflow(self, ns: str, name: str, body: Any) -> dict[str, Any]:
         if (ns, name) not in self.workflows:

@@ -221,6 +221,7 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
 
     from tests.e2e_checks import MODEL, e2e_parameters
     from tests.local_argo import LocalArgo
+    from workflows.argo.submit import checked_overrides
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -246,9 +247,10 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
     assert proc.returncode == 0, proc.stdout[-4000:] + "".join((r["proc"].stderr or "")[-2000:] for r in runs
                                                                 if r["proc"])
     assert "1 passed" in proc.stdout and not argo.invalid
-    # exactly the shared parameter set went to the Argo Server: the laptop file, the data, the storage URI
+    # exactly the shared parameter set went to the Argo Server (as submit writes values: 1e-4 -> 0.0001): the
+    # laptop file, the data, the storage URI
     (submitted,) = [r["params"] for r in runs]
-    assert submitted == e2e_parameters("s3://osft-e2e/data/chat.jsonl", "s3://osft-e2e/models")
+    assert submitted == checked_overrides(e2e_parameters("s3://osft-e2e/data/chat.jsonl", "s3://osft-e2e/models"))
     tasks = (out / "tasks.txt").read_text()
     for task in ("workspace-pvc", "dataset", "train", "evaluate", "publish", "record-status"):
         assert any(ln.split()[:2] == [task, "Succeeded"] for ln in tasks.splitlines()), tasks
