@@ -41,6 +41,8 @@ def key_numbers(ws: Workspace) -> dict[str, str]:
                 cache[rel] = {}
         value = cache[rel].get(key, "") if isinstance(cache[rel], dict) else ""
         out[name] = "" if value is None or isinstance(value, dict | list) else str(value)[:200]  # bounded output
+    if not out["registration_status"] and (ws.root / "registry" / "attempt.json").is_file():
+        out["registration_status"] = "registering"  # register reached the registry, then failed: keep the model
     return out
 
 

@@ -45,6 +45,7 @@ def check_environment(
     workers: int = 1,
     hf_token: str = "",
     token_path: str = SA_TOKEN_PATH,
+    storage_uri: str = "",
 ) -> dict[str, Any]:
     """Check the mounted secrets and cluster access against the chosen inputs.
 
@@ -55,6 +56,7 @@ def check_environment(
         workers: training pods; > 1 needs Kubernetes API access to create a TrainJob.
         hf_token: the token passed as a parameter (counts as a token; never printed).
         token_path: the service-account token file used when kubernetes-credentials is absent.
+        storage_uri: where the model is published (s3:// needs the s3-secret keys).
 
     Returns:
         warnings (list of lines) and which secret env vars are set (names only, never values).
@@ -76,6 +78,14 @@ def check_environment(
             raise StepError(
                 f"data_uri is s3:// but {', '.join(missing)} is not set: create the secret s3-secret with keys "
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the run's namespace"
+            )
+    if storage_uri.strip().startswith("s3://"):
+        missing = [k for k in SECRETS["s3-secret"] if not _set(k)]
+        if missing:
+            raise StepError(
+                f"storage_uri is s3:// but {', '.join(missing)} is not set: create the secret s3-secret with keys "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for MinIO/Ceph) in the run's "
+                "namespace"
             )
     if isinstance(src, HfSource) and not have_hf:
         warnings.append("no HF token (secret hf-token): only public, non-gated Hub datasets can be read")

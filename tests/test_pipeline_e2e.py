@@ -193,3 +193,98 @@ def test_kfp_twin_writes_the_same_workspace_files(argo_run: tuple[Path, dict[str
     parts = ("dataset", "train", "eval")
     assert _files(ws, parts) == _files(argo_ws, parts)
     assert (ws / "dataset" / "train.jsonl").read_bytes() == (argo_ws / "dataset" / "train.jsonl").read_bytes()
+
+
+# --- issue 15: the registered model outlives the run ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():  # noqa: ANN201
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_published_to_s3_and_registered_with_that_uri(argo_run: tuple[Path, dict[str, str]], moto_endpoint: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import boto3
+
+    ws, params = argo_run
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id=PLANTED["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=PLANTED["AWS_SECRET_ACCESS_KEY"])
+    s3.create_bucket(Bucket="models")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    with RegistryServer(token=TOKEN) as registry:
+        proc = _run(ws, {**params, "phase_04_registry_man_address": registry.url,
+                         "phase_04_registry_opt_force": "true", "phase_04_registry_man_reg_version": "3.1.0",
+                         "phase_04_registry_opt_storage_uri": "s3://models/osft"}, "--from-step", "preflight")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        artifacts = list(registry.registry.s.artifacts.values())
+    run = json.loads((ws / "run.json").read_text())
+    phases = {name: t["phase"] for name, t in run["tasks"].items()}
+    assert phases["publish"] == phases["register"] == "Succeeded"
+    assert phases["publish-pvc"] == phases["keep-workspace"] == "Skipped"
+    prefix = "osft/osft-model/3.1.0/"
+    manifest = json.loads(s3.get_object(Bucket="models", Key=prefix + "osft-manifest.json")["Body"].read())
+    checkpoint = (ws / "train" / "model").resolve()
+    assert {f["path"] for f in manifest["files"]} >= {"config.json", "model.safetensors"}
+    for f in manifest["files"]:  # the stored objects are the checkpoint's files, byte for byte
+        body = s3.get_object(Bucket="models", Key=prefix + f["path"])["Body"].read()
+        local = (checkpoint / f["path"]).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(local).hexdigest() == f["sha256"]
+        assert len(body) == f["size"]
+    record = json.loads((ws / "registry" / "registration.json").read_text())
+    assert record["uri"] == "s3://models/osft/osft-model/3.1.0" and record["storage_key"] == "s3-secret"
+    assert [a["uri"] for a in artifacts] == [record["uri"]]
+    assert record["custom_properties"]["publish.manifest"] == f"s3://models/{prefix}osft-manifest.json"
+    assert "s3://models/osft/osft-model/3.1.0" in (ws / "report.md").read_text()
+    assert _leaks(ws) == []  # the AWS keys went into the publish pod only
+
+
+def test_a_registered_workspace_uri_resolves_after_the_cleanup(argo_run: tuple[Path, dict[str, str]]) -> None:
+    """Keep mode (a registry, no storage URI): after the run's cleanup as a cluster would do it (exit handler, then
+    the workflow deleted with what it owns) the claim the registered pvc:// URI names is still there."""
+    ws, params = argo_run
+    with RegistryServer(token=TOKEN) as registry:
+        proc = _run(ws, {**params, "phase_04_registry_man_address": registry.url, "phase_04_registry_opt_force":
+                         "true", "phase_04_registry_man_reg_version": "4.0.0",
+                         "phase_04_registry_opt_storage_uri": ""}, "--from-step", "keep-workspace")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((ws / "run.json").read_text())
+    record = json.loads((ws / "registry" / "registration.json").read_text())
+    claim, _, path = record["uri"].removeprefix("pvc://").partition("/")
+    assert claim == f"{run['workflow']['name']}-workspace"
+    fate = run["claims"][claim]
+    assert fate["kept_after_cleanup"] is True and fate["owned"] is False and fate["deleted_by"] is None
+    assert run["exit_handler"] and run["tasks"]["exit-handler.delete-workspace"]["phase"] == "Skipped"
+    model = ws / path  # the claim is the workspace: the registered path is a loadable checkpoint
+    assert (model / "config.json").is_file() and any(model.glob("*.safetensors"))
+    assert "no storage URI and no registry address" in (ws / "pipeline_log.txt").read_text()  # the first run's
+
+
+def test_published_to_a_models_volume(argo_run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    """pvc://: the publish-pvc task mounts the claim the preflight names (locally the --pvc folder) at /models."""
+    ws, params = argo_run
+    volume = tmp_path / "models-volume"
+    volume.mkdir()
+    proc = _run(ws, {**params, "phase_04_registry_man_address": "", "phase_04_registry_man_reg_version": "5.0.0",
+                     "phase_04_registry_opt_force": "true", "phase_04_registry_opt_storage_uri": "pvc://models/osft"},
+                "--from-step", "preflight", "--pvc", f"models={volume}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = json.loads((ws / "run.json").read_text())
+    assert run["tasks"]["publish-pvc"]["phase"] == "Succeeded" and run["tasks"]["publish"]["phase"] == "Skipped"
+    folder = volume / "osft" / "osft-model" / "5.0.0"
+    manifest = json.loads((folder / "osft-manifest.json").read_text())
+    checkpoint = (ws / "train" / "model").resolve()
+    assert manifest["uri"] == "pvc://models/osft/osft-model/5.0.0"
+    for f in manifest["files"]:
+        assert (folder / f["path"]).read_bytes() == (checkpoint / f["path"]).read_bytes()
+    assert json.loads((ws / "publish" / "publish.json").read_text())["uri"] == manifest["uri"]
+    assert run["claims"][f"{run['workflow']['name']}-workspace"]["deleted_by"] == "exit-handler.delete-workspace"

@@ -22,6 +22,7 @@ STEPS: dict[str, str] = {
     "dataset": "steps.dataset:prepare_dataset",
     "train": "steps.train:train_model",
     "evaluate": "steps.evaluate:evaluate_model",
+    "publish": "steps.publish:publish_model",
     "register": "steps.register:register_model",
 }
 
@@ -180,6 +181,8 @@ def run_local(
     from_step: str = typer.Option("", "--from-step", help="Resume: re-run this step and what follows it"),
     template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Compiled WorkflowTemplate YAML"),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md"),
+    pvc: list[str] = typer.Option([], "--pvc", help="CLAIM=DIR: a local folder standing for a PersistentVolumeClaim "
+                                  "a task mounts by name (e.g. a pvc:// storage URI's claim; repeat)"),
 ) -> None:
     """Run the compiled WorkflowTemplate on this machine, step by step; write run.json, logs/ and a report."""
     from workflows.local.cli import run_command
@@ -190,7 +193,8 @@ def run_local(
         errors = [str(e) for e in problems(values)[1]]
     if errors:
         raise _fail_all(errors)
-    raise typer.Exit(run_command(template, [f"{k}={v}" for k, v in values.items()], workspace, from_step, report))
+    raise typer.Exit(run_command(template, [f"{k}={v}" for k, v in values.items()], workspace, from_step, report,
+                                 pvc))
 
 
 @app.command("report")

@@ -288,6 +288,10 @@ PARAMS: tuple[Param, ...] = (
           "Largest allowed drop on a benchmark metric before the eval gate fails", original=False),
     Param("phase_04_registry_opt_force", bool, False, "Register even when the eval gate failed",
           original=False),
+    Param("phase_04_registry_opt_storage_uri", str, "",
+          "Durable storage the final model is published to before registration: s3://bucket/prefix or "
+          "pvc://claim/path (files under <prefix>/<name>/<version or run>/, manifest last); empty = register the "
+          "workspace copy and keep the workspace volume (docs/publishing.md)", original=False),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
@@ -360,6 +364,10 @@ def _registering(values: Mapping[str, Any]) -> bool:
     return bool(str(values["phase_04_registry_man_address"]).strip())
 
 
+def _publishing(values: Mapping[str, Any]) -> bool:
+    return bool(str(values["phase_04_registry_opt_storage_uri"]).strip())
+
+
 def step_rules() -> tuple[StepRule, ...]:
     """Every step's parameter checks that need nothing but the values (imported lazily: steps never import
     workflows, and the CLI should not pay for the step packages until it validates)."""
@@ -367,6 +375,7 @@ def step_rules() -> tuple[StepRule, ...]:
     from steps.dataset.sources import parse_source
     from steps.evaluate import validate_args as eval_args
     from steps.evaluate.task_plan import check_task_list
+    from steps.publish import validate_inputs as publish_inputs
     from steps.register import validate_inputs as register_inputs
     from steps.train import validate_params as train_params
     from steps.train.model_source import check_model_ref
@@ -400,6 +409,11 @@ def step_rules() -> tuple[StepRule, ...]:
             "format_version": "phase_04_registry_opt_format_version"},
             when=_registering, topics={"registry address": "phase_04_registry_man_address",
                                        "registry port": "phase_04_registry_opt_port"}),
+        StepRule("publish", publish_inputs, {
+            "storage_uri": "phase_04_registry_opt_storage_uri", "name": "phase_04_registry_man_reg_name",
+            "version": "phase_04_registry_man_reg_version"},
+            when=_publishing, topics={"storage_uri": "phase_04_registry_opt_storage_uri",
+                                      "name": "phase_04_registry_man_reg_name"}),
     )
 
 

@@ -21,15 +21,17 @@ SECRET_ENV_VARS = (
     "MODEL_REGISTRY_TOKEN",
 )
 # Kubernetes secret name -> its keys, each mounted as the env var of the same name. The first four and their
-# keys are exactly the original pipeline's README; model-registry-token is added by this port (a bearer token
+# keys are the original pipeline's README (plus s3-secret's optional AWS_ENDPOINT_URL for MinIO/Ceph/ODF, see
+# ADDED_KEYS); model-registry-token is added by this port (a bearer token
 # for a Model Registry behind an auth proxy; without it the pod's service-account token is used).
 K8S_SECRETS: dict[str, tuple[str, ...]] = {
-    "s3-secret": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "s3-secret": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"),
     "hf-token": ("HF_TOKEN",),
     "oci-pull-secret-model-download": ("OCI_PULL_SECRET_MODEL_DOWNLOAD",),
     "kubernetes-credentials": ("KUBERNETES_SERVER_URL", "KUBERNETES_AUTH_TOKEN"),
     "model-registry-token": ("MODEL_REGISTRY_TOKEN",),
 }
+ADDED_KEYS: dict[str, tuple[str, ...]] = {"s3-secret": ("AWS_ENDPOINT_URL",)}  # keys this port adds
 MASK = "***"
 # The pod's service-account files (the token is a fallback credential for the Kubernetes API and the registry).
 SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path, not a secret

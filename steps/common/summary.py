@@ -18,6 +18,7 @@ BOUNDED_OUTPUTS: dict[str, int] = {
     "train/summary.json": 4096,
     "eval/summary.json": 16384,
     "registry/summary.json": 4096,
+    "publish/summary.json": 4096,
 }
 MAX_STRING = 300
 MAX_ITEMS = 20

@@ -11,6 +11,7 @@ contract between steps (documented in docs/steps.md):
     train/model                pointer to the final checkpoint (never a copy)
     train/metrics.json, train/loss.png
     eval/                      results.json, metrics.json, comparison.json, eval.png
+    publish/publish.json       where the model was published (uri, manifest, files with size and sha256)
     registry/registration.json
     run.json, logs/, report.html, report.md   written by the local runner
 """

@@ -18,6 +18,7 @@ from steps.register.client import API_PREFIX, CLIENT_PIN, Connection, connect, f
 from steps.register.metadata import Scalar, base_model_of, build_properties, summary_dataset_uri
 
 STEP = "register"
+ATTEMPT_JSON = "attempt.json"  # written before the first write to the registry (see _register)
 _SEMVER = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 _URI = re.compile(r"([a-z][a-z0-9+.-]*)://\S+")
 _LOCAL_SCHEMES = ("file", "local")
@@ -71,6 +72,39 @@ def model_location(ws: Workspace, model_uri: str, pvc_claim: str) -> tuple[str, 
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[^/\s]+)*", claim):
         raise StepError(f"--pvc-claim {pvc_claim!r} is not a PVC name (optionally followed by /sub/dir)")
     return f"pvc://{claim}/{rel}", rel
+
+
+def published_location(ws: Workspace, storage_uri: str, model_uri: str) -> tuple[str, dict[str, Any]]:
+    """(uri, publish record) of the model the publish step stored at ``storage_uri``: register records that
+    durable URI, never the workspace copy, when a storage URI is set."""
+    from steps.publish import published_uri
+
+    record = published_uri(ws, storage_uri)
+    if model_uri.strip() and model_uri.strip() != record["uri"]:
+        raise StepError(f"--model-uri {model_uri!r} and the published {record['uri']!r} differ: give one of "
+                        "--model-uri and --storage-uri")
+    return record["uri"], record
+
+
+def storage_fields(uri: str) -> dict[str, str]:
+    """The artifact's ``storageKey`` (the secret holding the storage credentials) and ``storagePath`` (the path
+    inside the bucket) for an s3:// URI; none for other schemes (the URI says it all)."""
+    if not uri.startswith("s3://"):
+        return {}
+    _, _, path = uri.removeprefix("s3://").partition("/")
+    return {"storage_key": "s3-secret", "storage_path": path}
+
+
+def publish_properties(record: dict[str, Any]) -> dict[str, Scalar]:
+    """The manifest's checksums as version properties, so a consumer can verify what it loads."""
+    props: dict[str, Scalar] = {"publish.manifest": record["manifest"],
+                                "publish.manifest_sha256": str(record.get("manifest_sha256") or ""),
+                                "publish.files": len(record.get("files") or []),
+                                "publish.total_bytes": int(record.get("total_bytes") or 0)}
+    for f in record.get("files") or []:
+        props[f"publish.sha256.{f['path']}"] = f["sha256"]
+        props[f"publish.size.{f['path']}"] = int(f["size"])
+    return props
 
 
 def validate_inputs(address: str, port: int, name: str, version: str, format_version: str) -> None:
@@ -129,7 +163,8 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
                    format_version: str = "2.9", model_uri: str = "", force: bool = False, description: str = "",
                    token_env: str = "MODEL_REGISTRY_TOKEN", ca_cert: str = "", pvc_claim: str = "",
                    pipeline_name: str = "osft-minimal-pipeline", workflow_name: str = "", workflow_uid: str = "",
-                   namespace: str = "", dataset_uri: str = "", base_model: str = "", retries: int = 3) -> dict:
+                   namespace: str = "", dataset_uri: str = "", base_model: str = "", retries: int = 3,
+                   storage_uri: str = "") -> dict:
     """Register the trained model, its version and artifact in a Kubeflow Model Registry.
 
     Args:
@@ -154,6 +189,8 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
         dataset_uri: Source dataset URI (default: dataset/summary.json's source); credentials are stripped.
         base_model: Base model trained from (default: what train/metrics.json records).
         retries: Connection retries (exponential backoff 1 s, 2 s, 4 s, ...) before failing.
+        storage_uri: Where the publish step stored the model (s3://, pvc://); its publish/publish.json gives the
+            URI registered (with the manifest's checksums); empty = the workspace copy (--pvc-claim).
 
     Returns:
         status (registered | already registered | skipped), ids, uri, version, record path.
@@ -165,7 +202,8 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
     try:
         return _register(ws, address, port, name.strip(), _version_name(version), author, format_name,
                          format_version, model_uri, force, description, token_env, ca_cert, pvc_claim,
-                         pipeline_name, workflow_name, workflow_uid, namespace, dataset_uri, base_model, retries)
+                         pipeline_name, workflow_name, workflow_uid, namespace, dataset_uri, base_model, retries,
+                         storage_uri.strip())
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
@@ -174,13 +212,18 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
 def _register(ws: Workspace, address: str, port: int, name: str, version: str, author: str, format_name: str,
               format_version: str, model_uri: str, force: bool, description: str, token_env: str, ca_cert: str,
               pvc_claim: str, pipeline_name: str, workflow_name: str, workflow_uid: str, namespace: str,
-              data_uri: str, base_model: str, retries: int) -> dict:
+              data_uri: str, base_model: str, retries: int, storage_uri: str = "") -> dict:
     if retries < 0:
         raise StepError(f"--retries {retries} must be >= 0")
     workflow_name = workflow_name or os.environ.get("ARGO_WORKFLOW_NAME", "")
     workflow_uid = workflow_uid or os.environ.get("ARGO_WORKFLOW_UID", "")
     namespace = _namespace(namespace)
-    uri, model_path = model_location(ws, model_uri, pvc_claim)
+    published: dict[str, Any] = {}
+    if storage_uri:
+        uri, published = published_location(ws, storage_uri, model_uri)
+        model_path = published.get("source", "")
+    else:
+        uri, model_path = model_location(ws, model_uri, pvc_claim)
     provenance = {
         "base_model": redact_uri(base_model.strip()) if base_model.strip() else base_model_of(ws),
         "dataset.uri": redact_uri(data_uri) if data_uri else summary_dataset_uri(ws),
@@ -190,10 +233,12 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
         "workflow.namespace": namespace,
     }
     props, gate = build_properties(ws, provenance)
+    if published:
+        props.update(publish_properties(published))
     fmt_version = format_version.strip()
     plan: dict[str, Any] = {"name": name, "version": version, "uri": uri or None, "model_path": model_path or None,
                             "format_name": format_name, "format_version": fmt_version, "author": author,
-                            "gate": gate, "custom_properties": props}
+                            "gate": gate, **storage_fields(uri), "custom_properties": props}
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     if not address.strip():
@@ -218,17 +263,22 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
     token, token_from = find_token(token_env)
     ws.log(STEP, f"connecting to {server.base}{API_PREFIX}/ (token: {token_from}, tls: {server.secure})")
     conn = connect(server, author, token, ca_cert, retries, lambda msg: ws.log(STEP, msg))
+    # Before the first write to the registry: from here on a version may exist with this URI, so the run's
+    # cleanup must keep the model's storage even if this step then fails (the exit handler gives the workspace
+    # back to the workflow only when the run never got this far: steps/finish.py reads this file).
+    write_json(ws.registry_dir / ATTEMPT_JSON, {"status": "registering", "name": name, "version": version,
+                                                "uri": uri, "server": server.base, "time": now})
     try:
         result = _ensure_registered(conn, name, version, uri, author, format_name, fmt_version, description,
-                                    props, provenance, retries, lambda msg: ws.log(STEP, msg))
+                                    props, provenance, retries, lambda msg: ws.log(STEP, msg), storage_fields(uri))
     except StepError:
         raise
     except Exception as exc:  # the client's own errors: one line, token scrubbed
         raise StepError(conn.safe(f"registering {name} {version} at {server.base} failed: "
                                   f"{type(exc).__name__}: {exc}")) from None
     record = {**result, "time": now, "server": server.base, "api": f"{API_PREFIX}/", "client": CLIENT_PIN,
-              "uri": uri, "format_name": format_name, "format_version": fmt_version, "gate": gate,
-              "forced": bool(force and gate == "fail"), "custom_properties": props}
+              "uri": uri, **storage_fields(uri), "format_name": format_name, "format_version": fmt_version,
+              "gate": gate, "forced": bool(force and gate == "fail"), "custom_properties": props}
     path = _write_record(ws, record)
     ws.log(STEP, f"{result['status']}: {name} {result['version']} (model {result['registered_model_id']}, version "
                  f"{result['model_version_id']}, artifact {result['model_artifact_id']}) uri={uri} at {server.base}")
@@ -237,7 +287,8 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
 
 def _ensure_registered(conn: Connection, name: str, version: str, uri: str, author: str, format_name: str,
                        format_version: str, description: str, props: dict[str, Scalar],
-                       provenance: dict[str, str], retries: int, log: Any) -> dict[str, Any]:
+                       provenance: dict[str, str], retries: int, log: Any,
+                       storage: dict[str, str] | None = None) -> dict[str, Any]:
     from steps.register.client import with_retries
 
     def run() -> dict[str, Any]:
@@ -253,14 +304,14 @@ def _ensure_registered(conn: Connection, name: str, version: str, uri: str, auth
             log(f"{name} {resolved} exists without a model artifact; adding it")
             art = mr.async_runner(mr._register_model_artifact(mv, name, uri, model_format_name=format_name,
                                                                model_format_version=format_version,
-                                                               **_source_fields(provenance)))
+                                                               **(storage or {}), **_source_fields(provenance)))
             status = "registered"
         else:
             rm = mr.register_model(
                 name, uri, version=resolved, model_format_name=format_name, model_format_version=format_version,
                 author=author, owner=author, metadata=props,
                 version_description=description or _description(resolved, provenance),
-                **_source_fields(provenance))
+                **(storage or {}), **_source_fields(provenance))
             rm, mv, art = _existing(conn, name, resolved)
             status = "registered"
         return {"status": status, "name": name, "version": resolved, "registered_model_id": rm.id,

@@ -31,7 +31,7 @@ def _raw(**over: str) -> dict[str, str]:
 
 
 def test_inputs_are_every_parameter_as_text() -> None:
-    assert list(PreflightInputs.model_fields) == [p.name for p in PARAMS] + ["workspace"]
+    assert list(PreflightInputs.model_fields) == [p.name for p in PARAMS] + ["workspace", "workflow_name"]
     assert all(f.annotation is str for f in PreflightInputs.model_fields.values())
 
 
@@ -161,3 +161,52 @@ def test_exit_handler_after_failure_reports_last_error(workspace: Path) -> None:
     (workspace / "pipeline_log.txt").write_text("2026-01-01T00:00:00Z [dataset] error: no rows found\n")
     out = record_status(str(workspace), "Failed", "wf-1", "{{workflow.duration}}")
     assert out["status"] == "Failed" and out["duration"] == "" and "no rows found" in out["last_error"]
+
+
+def test_preflight_says_where_the_model_will_live() -> None:
+    from workflows.argo.preflight import model_home, routing
+
+    base = {"phase_04_registry_man_reg_name": "m", "phase_04_registry_man_reg_version": "auto"}
+    level, line = model_home({**base, "phase_04_registry_man_address": "reg",
+                              "phase_04_registry_opt_storage_uri": "s3://b/p/"}, "wf-1")
+    assert level == "ok" and "published to s3://b/p/m/<workflow name>" in line and "then registered" in line
+    level, line = model_home({**base, "phase_04_registry_man_address": "reg", "phase_04_registry_opt_storage_uri": ""},
+                             "wf-1")
+    assert level == "ok" and "pvc://wf-1-workspace/" in line and "kept after the run" in line
+    assert "kubectl delete pvc wf-1-workspace" in line
+    level, line = model_home({**base, "phase_04_registry_man_address": "", "phase_04_registry_opt_storage_uri": ""})
+    assert level == "warning" and "deleted when the run succeeds" in line
+    assert routing({"phase_04_registry_opt_storage_uri": "pvc://models-pvc/x"}) == {
+        "publish_mode": "pvc", "models_claim": "models-pvc"}
+    assert routing({"phase_04_registry_opt_storage_uri": ""}) == {"publish_mode": "none", "models_claim": ""}
+
+
+def test_an_s3_storage_uri_needs_the_s3_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    with pytest.raises(StepError, match="storage_uri is s3:// but AWS_ACCESS_KEY_ID"):
+        check_environment(str(tmp_path), data_uri="/data/x.jsonl", model="/m", storage_uri="s3://models/p")
+
+
+def test_exit_handler_reports_a_registration_attempt_so_the_workspace_is_kept(tmp_path: Path) -> None:
+    """register writes registry/attempt.json before its first write to the registry: a run that failed after it
+    reports 'registering' (reown-workspace then leaves the claim kept); one that never got there reports ''."""
+    ws = tmp_path / "ws"
+    out_dir = tmp_path / "out"
+    assert record_status(str(ws), "Failed", "wf", "1", str(out_dir))["registration_status"] == ""
+    (ws / "registry").mkdir()
+    (ws / "registry" / "attempt.json").write_text(json.dumps({"status": "registering"}))
+    assert record_status(str(ws), "Failed", "wf", "1", str(out_dir))["registration_status"] == "registering"
+    assert (out_dir / "registration_status").read_text() == "registering"
+    (ws / "registry" / "registration.json").write_text(json.dumps({"status": "registered"}))
+    assert record_status(str(ws), "Succeeded", "wf", "1", str(out_dir))["registration_status"] == "registered"
+
+
+def test_register_writes_the_attempt_before_reaching_the_registry(tmp_path: Path) -> None:
+    from steps.register import register_model
+    from tests.steps.publish.conftest import make_checkpoint
+
+    ws = tmp_path / "ws"
+    make_checkpoint(ws)
+    with pytest.raises(StepError):  # nothing listens there: connecting fails, before any write
+        register_model(str(ws), address="http://127.0.0.1:9", pvc_claim="wf-workspace", retries=0)
+    assert not (ws / "registry" / "attempt.json").exists()

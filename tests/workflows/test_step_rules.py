@@ -15,6 +15,7 @@ import pytest
 from steps.common.errors import StepError
 from steps.dataset import prepare_dataset
 from steps.evaluate import evaluate_model
+from steps.publish import publish_model
 from steps.register import register_model
 from steps.train import train_model
 from steps.train.trainjob_launch import launch_trainjob
@@ -62,7 +63,13 @@ def register(**kw: Any) -> Call:
     return lambda ws, model: register_model(str(ws), **args)
 
 
+def publish(**kw: Any) -> Call:
+    args = {"storage_uri": "s3://models/osft", "name": "osft-model", "version": "1.0.0", **kw}
+    return lambda ws, model: publish_model(str(ws), workflow_name="wf-1", **args)
+
+
 REG = {"phase_04_registry_man_address": "model-registry.ml.svc"}
+PUB = {"phase_04_registry_opt_storage_uri": "s3://models/osft"}
 CASES: list[tuple[str, dict[str, str], Call]] = [
     ("data_uri scheme", {"phase_01_dataset_man_data_uri": "ftp://host/x.jsonl"},
      dataset(data_uri="ftp://host/x.jsonl")),
@@ -105,6 +112,15 @@ CASES: list[tuple[str, dict[str, str], Call]] = [
      register(address="https://bob:pw123@registry")),
     ("registry name", {**REG, "phase_04_registry_man_reg_name": " "}, register(name=" ")),
     ("format version", {**REG, "phase_04_registry_opt_format_version": " "}, register(format_version=" ")),
+    ("storage scheme", {"phase_04_registry_opt_storage_uri": "gs://b/p"}, publish(storage_uri="gs://b/p")),
+    ("storage oci", {"phase_04_registry_opt_storage_uri": "oci://quay.io/o/m:1"},
+     publish(storage_uri="oci://quay.io/o/m:1")),
+    ("storage credentials", {"phase_04_registry_opt_storage_uri": "s3://key:pw123@bucket/p"},
+     publish(storage_uri="s3://key:pw123@bucket/p")),
+    ("storage bucket", {"phase_04_registry_opt_storage_uri": "s3://Bad_Bucket/p"},
+     publish(storage_uri="s3://Bad_Bucket/p")),
+    ("storage claim", {"phase_04_registry_opt_storage_uri": "pvc://Models/p"}, publish(storage_uri="pvc://Models/p")),
+    ("publish name", {**PUB, "phase_04_registry_man_reg_name": "***"}, publish(name="***")),
 ]
 
 
@@ -169,4 +185,4 @@ def test_every_parameter_a_step_rule_reads_has_a_case() -> None:
     covered = {name for _, overrides, _ in CASES + STRICTER for name in overrides}
     assert read - covered == set()
     steps = {rule.step for rule in (*params.step_rules(), *params.environment_rules("/workspace"))}
-    assert steps == {"dataset", "train", "train-trainjob", "evaluate", "register"}
+    assert steps == {"dataset", "train", "train-trainjob", "evaluate", "publish", "register"}

@@ -18,6 +18,10 @@ Rules (each has a mutation test that puts a defect back and sees it caught):
    room to resume).
 5. **Output parameters**: only bounded summaries (``steps/common/summary.py``), within a total budget.
 6. **Security**: pods run non-root with ``fsGroup`` so an NFS RWX workspace is writable.
+8. **No dangling URI** (``retention.py``): the run's cleanup (exit handler, then the workflow's deletion taking
+   what it owns) simulated for every registry/storage combination: a registered ``pvc://`` workspace URI must
+   survive it, and a failed run that registered nothing must leave no unowned claim. A ``merge`` patch of a
+   resource is validated as the object it leaves (merged into what the run created).
 7. Argo's JSON schema (v4.1.2, v4.0.5, strict), ``argo lint``-like references, install manifests with
    ``kubernetes-validate``.
 
@@ -464,6 +468,8 @@ def rendered_objects(doc: Mapping[str, Any], values: Mapping[str, str]) -> tuple
     gv = podspec.workflow_values(doc, values)
     objs: list[dict[str, Any]] = []
     errors: list[str] = []
+    created: dict[tuple[str, str], dict[str, Any]] = {}
+    patches: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for tmpl, args in _task_invocations(doc):
         if not any(k in tmpl for k in ("script", "container", "resource")):
             continue
@@ -471,14 +477,32 @@ def rendered_objects(doc: Mapping[str, Any], values: Mapping[str, str]) -> tuple
             inputs = podspec.template_inputs(tmpl, args, gv, f"template {tmpl['name']}")
             if "resource" in tmpl:
                 manifest = podspec.resource_manifest(tmpl, gv, inputs)
+                res = tmpl["resource"]
                 if not isinstance(manifest, dict):
                     errors.append(f"template {tmpl['name']}: resource.manifest does not render to an object")
+                elif res.get("action") == "patch":
+                    patches.append((tmpl, manifest))  # validated as the object it produces, below
                 else:
+                    if res.get("action") in ("create", "apply"):
+                        key = (str(manifest.get("kind")), str((manifest.get("metadata") or {}).get("name")))
+                        created[key] = podspec.merge_patch(manifest, {"metadata": {"ownerReferences": [
+                            podspec.owner_reference(gv)]}}) if res.get("setOwnerReference") else manifest
                     objs.append(manifest)
             else:
                 objs.append(podspec.pod_for(doc, tmpl, gv, inputs))
         except podspec.RenderError as exc:
             errors.append(str(exc))
+    for tmpl, patch in patches:
+        res = tmpl["resource"]
+        key = (str(patch.get("kind")), str((patch.get("metadata") or {}).get("name")))
+        if res.get("mergeStrategy") != "merge":
+            errors.append(f"template {tmpl['name']}: resource patch with mergeStrategy "
+                          f"{res.get('mergeStrategy', 'strategic')!r}: only 'merge' (RFC 7386) is checked; use it")
+        elif key not in created:
+            errors.append(f"template {tmpl['name']}: patches {key[0]} {key[1]!r}, which no task of the workflow "
+                          "creates (kubectl patch fails: NotFound)")
+        else:
+            objs.append(podspec.merge_patch(created[key], patch))  # the object as the patch leaves it
     return objs, errors
 
 
@@ -741,9 +765,11 @@ def policy_errors(doc: dict[str, Any], secrets: dict[str, tuple[str, ...]] | Non
     """The pipeline's own rules beyond what a cluster enforces: references (tags, secrets, one image), retries
     and deadlines, a bounded wait for the workspace volume, output sizes, non-root + fsGroup."""
     from workflows.argo.pipeline import SECRET_KEYS
+    from workflows.argo.retention import retention_errors
 
     errors = template_reference_errors(doc, secrets or SECRET_KEYS, check_imports=False)
-    return errors + retry_errors(doc) + volume_errors(doc) + output_errors(doc) + security_errors(doc)
+    return (errors + retry_errors(doc) + volume_errors(doc) + output_errors(doc) + security_errors(doc)
+            + retention_errors(doc))
 
 
 def core_objects(template: dict[str, Any]) -> list[dict[str, Any]]:
@@ -787,6 +813,9 @@ def lint_template(wt: dict[str, Any], cron: dict[str, Any] | None = None,
     report["workspace volume (bounded wait)"] = volume_errors(wt)
     report["output parameters (size)"] = output_errors(wt)
     report["security (non-root, fsGroup)"] = security_errors(wt)
+    from workflows.argo.retention import retention_errors
+
+    report["registered model outlives the run (cleanup simulated)"] = retention_errors(wt)
     return report
 
 

@@ -39,6 +39,7 @@ from steps.common.summary import BOUNDED_OUTPUTS
 from steps.dataset import prepare_dataset
 from steps.evaluate import evaluate_model
 from steps.finish import record_status
+from steps.publish import DEFAULT_MOUNT, publish_model
 from steps.register import register_model
 from steps.train import train_model
 from steps.train.trainjob_launch import launch_trainjob
@@ -182,6 +183,28 @@ def workspace_pvc_manifest() -> str:
     })
 
 
+# "Keep mode": a registry address and no storage URI. The model is then registered as pvc://<workspace claim>/…,
+# so the workspace must outlive the run (no dangling URI, ever): keep-workspace removes the claim's ownerReference
+# (a JSON merge patch: null deletes the field) before register runs, and the exit handler does not delete it.
+# A run that fails before anything was registered gives the claim back to the workflow (reown-workspace), so
+# it goes with the workflow as before. docs/publishing.md explains where the model lives and how to clean up.
+KEEP_MODE = ("'{{workflow.parameters.phase_04_registry_man_address}}' != '' && "
+             "'{{workflow.parameters.phase_04_registry_opt_storage_uri}}' == ''")
+RETAINED_LABEL = "osft-pipeline.io/retained"  # on a kept workspace claim: the model registered from it
+
+
+def workspace_patch(owner: bool) -> str:
+    """A JSON merge patch of the workspace claim: drop its ownerReferences (kept after the workflow), or give it
+    back to the workflow (no blockOwnerDeletion: setting that needs rights on workflows/finalizers)."""
+    owners = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": "{{workflow.name}}",
+               "uid": "{{workflow.uid}}"}] if owner else None
+    return goyaml.dump({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": WORKSPACE_CLAIM, "ownerReferences": owners,
+                     "labels": {RETAINED_LABEL: "false" if owner else "true"}},
+    })
+
+
 def pod_security() -> m.PodSecurityContext:
     """Non-root as the image's user; fsGroup (changed only when the volume root does not match) so an NFS-backed
     RWX volume, created root-owned 0755, is writable."""
@@ -200,8 +223,9 @@ DEADLINES = {
     "workspace-pvc": (PULL_ALLOWANCE_S, 2), "workspace-bound": (PULL_ALLOWANCE_S + BIND_TIMEOUT_S, 2),
     "preflight": (PULL_ALLOWANCE_S, 3), "dataset": (4 * 3600, 2),
     "train": (2 * 24 * 3600, 2), "train-trainjob": (2 * 24 * 3600, 2), "evaluate": (12 * 3600, 2),
+    "publish": (3 * 3600, 3), "publish-pvc": (3 * 3600, 3), "keep-workspace": (PULL_ALLOWANCE_S, 2),
     "register": (PULL_ALLOWANCE_S, 3), "record-status": (PULL_ALLOWANCE_S, 2),
-    "delete-workspace": (PULL_ALLOWANCE_S, 2),
+    "delete-workspace": (PULL_ALLOWANCE_S, 2), "reown-workspace": (PULL_ALLOWANCE_S, 2),
 }
 WORKFLOW_DEADLINE_S = 9 * 24 * 3600
 
@@ -325,6 +349,33 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             outputs=eval_outputs,
             **limits("evaluate"),
         )
+        publish_common = {
+            **common, "env": base_env + secret_env("s3-secret"), "resources": _resources("1", "1Gi", "4Gi"),
+            "retry_strategy": _retry(DEADLINES["publish"][1], "30s"),  # a retry sends only what is missing
+            "outputs": [_json_output("summary", f"{WORKSPACE}/publish/summary.json",
+                                     "publish/summary.json: status, uri, manifest, bytes")],
+        }
+        t_publish = Script(name="publish", source=publish_model, **publish_common, **limits("publish"))
+        # pvc://: the models claim is mounted by name (a pod mounting a claim that does not exist stays Pending,
+        # so this template runs only when the storage URI is pvc://, the claim name from the preflight)
+        t_publish_pvc = Script(
+            name="publish-pvc", source=publish_model,
+            **{**publish_common, "env": base_env,
+               "volume_mounts": [ws_mount, m.VolumeMount(name="models", mount_path=DEFAULT_MOUNT)]},
+            volumes=[m.Volume(name="models", persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
+                claim_name="{{inputs.parameters.models_claim}}"))],
+            **limits("publish-pvc"),
+        )
+        t_keep = Resource(
+            name="keep-workspace", action="patch", merge_strategy="merge", manifest=workspace_patch(owner=False),
+            retry_strategy=_retry(DEADLINES["keep-workspace"][1], "10s", policy="OnError"),
+            **limits("keep-workspace"),
+        )
+        t_reown = Resource(
+            name="reown-workspace", action="patch", merge_strategy="merge", manifest=workspace_patch(owner=True),
+            retry_strategy=_retry(DEADLINES["reown-workspace"][1], "10s", policy="OnError"),
+            **limits("reown-workspace"),
+        )
         t_register = Script(
             name="register", source=register_model, **common,
             env=base_env + secret_env("model-registry-token"),
@@ -359,9 +410,19 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             s = t_status(name="record-status", arguments={
                 "workspace": WORKSPACE, "status": "{{workflow.status}}", "workflow": "{{workflow.name}}",
                 "duration": "{{workflow.duration}}", "outputs_dir": OUTPUTS_DIR})
-            # A successful run's workspace goes now (as volumeClaimGC: OnWorkflowSuccess did); a failed run's
-            # stays, owned by the workflow, for `argo retry` until the workflow is deleted (ttlStrategy).
-            x = t_delete_pvc(name="delete-workspace", when="'{{workflow.status}}' == 'Succeeded'")
+            # A successful run's workspace goes now (as volumeClaimGC: OnWorkflowSuccess did) unless the model was
+            # registered from it (keep mode); a failed run's stays, owned by the workflow, for `argo retry` until
+            # the workflow is deleted (ttlStrategy): reown-workspace hands back a claim keep-workspace released
+            # when nothing was registered (register records "registering" before its first write to the registry).
+            x = t_delete_pvc(name="delete-workspace",
+                             when=f"'{{{{workflow.status}}}}' == 'Succeeded' && !({KEEP_MODE})")
+            t_reown(name="reown-workspace", when=(
+                f"'{{{{workflow.status}}}}' != 'Succeeded' && {KEEP_MODE} && "
+                "'{{tasks.record-status.outputs.parameters.registration_status}}' == ''"),
+                # a claim that was never created (workspace-pvc failed) cannot be patched: that must not fail
+                # the handler; a real failure leaves the claim released (kept), never a dangling URI
+                # (continueOn needs `dependencies`: Argo 4 refuses it next to `depends`)
+                continue_on=m.ContinueOn(failed=True), dependencies=["record-status"])
             s >> x
 
         pre = "{{tasks.preflight.outputs.parameters.%s}}"  # noqa: UP031
@@ -381,8 +442,8 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             v = t_pvc(name="workspace-pvc")
             b = t_bound(name="workspace-bound", arguments={
                 "claim": WORKSPACE_CLAIM, "namespace": "{{workflow.namespace}}", "timeout_seconds": BIND_TIMEOUT_S})
-            a = t_preflight(name="preflight",
-                            arguments={p.name: wf(p.name) for p in PARAMS} | {"workspace": WORKSPACE})
+            a = t_preflight(name="preflight", arguments={p.name: wf(p.name) for p in PARAMS} | {
+                "workspace": WORKSPACE, "workflow_name": "{{workflow.name}}"})
             d = t_dataset(name="dataset", arguments={
                 "data_uri": wf("phase_01_dataset_man_data_uri"),
                 "workspace": WORKSPACE,
@@ -412,6 +473,18 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "batch_size": wf("phase_03_eval_opt_batch"),
                 "max_regression": wf("phase_03_eval_opt_max_regression"),
             })
+            publish_args = {
+                "workspace": WORKSPACE,
+                "storage_uri": wf("phase_04_registry_opt_storage_uri"),
+                "name": wf("phase_04_registry_man_reg_name"),
+                "version": wf("phase_04_registry_man_reg_version"),
+                "workflow_name": "{{workflow.name}}",
+                "force": wf("phase_04_registry_opt_force"),
+            }
+            p1 = t_publish(name="publish", when=f"'{pre % 'publish_mode'}' == 's3'", arguments=publish_args)
+            p2 = t_publish_pvc(name="publish-pvc", when=f"'{pre % 'publish_mode'}' == 'pvc'", arguments={
+                **publish_args, "models_mount": DEFAULT_MOUNT, "models_claim": pre % "models_claim"})
+            k = t_keep(name="keep-workspace", when=KEEP_MODE)
             r = t_register(name="register", when=f"'{wf('phase_04_registry_man_address')}' != ''", arguments={
                 "workspace": WORKSPACE,
                 "address": wf("phase_04_registry_man_address"),
@@ -420,7 +493,8 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "version": wf("phase_04_registry_man_reg_version"),
                 "format_version": wf("phase_04_registry_opt_format_version"),
                 "force": wf("phase_04_registry_opt_force"),
-                "pvc_claim": WORKSPACE_CLAIM,  # the artifact URI: pvc://<claim>/<path of the model>
+                "pvc_claim": WORKSPACE_CLAIM,  # without a storage URI: pvc://<claim>/<path of the model>
+                "storage_uri": wf("phase_04_registry_opt_storage_uri"),  # else the published URI
                 "workflow_name": "{{workflow.name}}",
                 "workflow_uid": "{{workflow.uid}}",
                 "namespace": "{{workflow.namespace}}",
@@ -428,7 +502,8 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "base_model": wf("phase_02_train_man_train_model"),
             })
             v >> b >> a >> d >> [t1, t2]
-            [t1, t2] >> e >> r
+            [t1, t2] >> e >> [p1, p2, k]
+            [p1, p2, k] >> r
     return wt
 
 
@@ -489,6 +564,7 @@ def example_secrets() -> list[dict[str, Any]]:
     placeholders = {
         "AWS_ACCESS_KEY_ID": "<access-key-id>",
         "AWS_SECRET_ACCESS_KEY": "<secret-access-key>",
+        "AWS_ENDPOINT_URL": "<https://s3-endpoint: MinIO, Ceph, ODF; optional, leave it out for AWS S3>",
         "HF_TOKEN": "<hf_token>",
         "OCI_PULL_SECRET_MODEL_DOWNLOAD": '{"auths": {"<registry>": {"auth": "<base64 user:password>"}}}',
         "KUBERNETES_SERVER_URL": "https://api.<cluster-domain>:6443",

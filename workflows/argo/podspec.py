@@ -100,6 +100,25 @@ def strategic_merge(base: Any, patch: Any) -> Any:
     return copy.deepcopy(patch)
 
 
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (``kubectl patch --type merge``): objects merge, null removes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patch(out.get(key), value)
+    return out
+
+
+def owner_reference(values: Mapping[str, str]) -> dict[str, Any]:
+    """The ownerReference Argo's controller adds to a ``setOwnerReference`` resource (``NewControllerRef``)."""
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": values.get("workflow.name", "wf"),
+            "uid": values.get("workflow.uid", "uid"), "controller": True, "blockOwnerDeletion": True}
+
+
 def parse_patch(text: str, where: str) -> dict[str, Any]:
     """A rendered ``podSpecPatch`` as Argo reads it (YAML or JSON, a mapping); raises :class:`RenderError`."""
     try:

@@ -27,6 +27,7 @@ PreflightInputs = create_model(
     __doc__="One raw-text input per pipeline parameter, plus the workspace path.",
     **{p.name: (str, "" if p.required else to_text(p.default)) for p in PARAMS},
     workspace=(str, WORKSPACE),
+    workflow_name=(str, ""),
 )
 
 
@@ -39,7 +40,8 @@ def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
 
     Returns the normalised outputs later tasks take, and every parameter's typed value.
     """
-    given = {k: v for k, v in raw.items() if k != "workspace" and not (k in _REQUIRED and not str(v).strip())}
+    given = {k: v for k, v in raw.items()
+             if k not in ("workspace", "workflow_name") and not (k in _REQUIRED and not str(v).strip())}
     values = validate(given)
     for rule in environment_rules(str(raw.get("workspace") or WORKSPACE)):
         rule.apply(values)
@@ -47,8 +49,40 @@ def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
         "train_mode": "trainjob" if values["phase_02_train_man_train_workers"] > 1 else "single",
         "base_model": values["phase_02_train_man_train_model"] if values["phase_03_eval_opt_compare_base"] else "",
         "eval_tasks": json.dumps(values["phase_03_eval_man_eval_tasks"]),
+        **routing(values),
     }
     return outputs, values
+
+
+def routing(values: dict[str, Any]) -> dict[str, str]:
+    """Where the final model goes: ``publish_mode`` (s3, pvc or none: which publish template runs) and
+    ``models_claim`` (the pvc:// claim the publish-pvc pod mounts; '' otherwise)."""
+    from steps.publish import models_claim
+
+    storage = str(values.get("phase_04_registry_opt_storage_uri") or "").strip()
+    return {"publish_mode": storage.split("://", 1)[0] if storage else "none", "models_claim": models_claim(storage)}
+
+
+def model_home(values: dict[str, Any], workflow: str = "{{workflow.name}}") -> tuple[str, str]:
+    """(level, line) saying where this run's model will live after the run, and what the run keeps."""
+    storage = str(values.get("phase_04_registry_opt_storage_uri") or "").strip()
+    registry = str(values.get("phase_04_registry_man_address") or "").strip()
+    version = values.get("phase_04_registry_man_reg_version", "1.0.0")
+    leaf = "<workflow name>" if version == "auto" else version
+    name = values.get("phase_04_registry_man_reg_name", "osft-model")
+    if storage:
+        where = f"{storage.rstrip('/')}/{name}/{leaf}"
+        then = "then registered with that URI" if registry else "not registered (no registry address)"
+        return "ok", (f"model home: published to {where} (manifest last), {then}; the workspace volume is deleted "
+                      "when the run succeeds")
+    if registry:
+        return "ok", (f"model home: no storage URI, so the model is registered as pvc://{workflow}-workspace/<path "
+                      "of train/model>: the workspace volume is kept after the run (keep-workspace removes its "
+                      f"ownerReference); delete it when that version is retired: kubectl delete pvc "
+                      f"{workflow}-workspace")
+    return "warning", ("no storage URI and no registry address: the fine-tuned model lives only in the workspace "
+                       "volume, which is deleted when the run succeeds; set phase_04_registry_opt_storage_uri to "
+                       "keep it")
 
 
 def preflight(
@@ -57,6 +91,8 @@ def preflight(
     Annotated[str, Parameter(name="train_mode", description="single (one pod) or trainjob (workers > 1)")],
     Annotated[str, Parameter(name="base_model", description="model to compare against ('' = no comparison)")],
     Annotated[str, Parameter(name="eval_tasks", description="lm-eval tasks as a JSON list")],
+    Annotated[str, Parameter(name="publish_mode", description="s3, pvc or none: which publish task runs")],
+    Annotated[str, Parameter(name="models_claim", description="the pvc:// storage URI's claim ('' otherwise)")],
 ]:
     """Fail in seconds on a bad parameter or a missing secret, before any GPU pod starts."""
     raw = inputs.model_dump()  # type: ignore[attr-defined]
@@ -76,10 +112,15 @@ def preflight(
             model=values["phase_02_train_man_train_model"],
             workers=values["phase_02_train_man_train_workers"],
             hf_token=values["phase_01_dataset_opt_hf_token"],
+            storage_uri=values["phase_04_registry_opt_storage_uri"],
         )
     except StepError as exc:
         from steps.common.workspace import Workspace
 
         Workspace.at(workspace).log("preflight", f"error: {exc}")
         raise
-    return out["train_mode"], out["base_model"], out["eval_tasks"]
+    from steps.common.workspace import Workspace
+
+    level, line = model_home(values, str(raw.get("workflow_name") or "") or "<workflow>")
+    Workspace.at(workspace).log("preflight", f"{level}: {line}" if level != "ok" else line)
+    return out["train_mode"], out["base_model"], out["eval_tasks"], out["publish_mode"], out["models_claim"]

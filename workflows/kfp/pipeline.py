@@ -39,6 +39,7 @@ SECRETS: dict[str, tuple[str, ...]] = {
     # required it for submitting a TrainJob; on KFP multi-node is refused, see train_op).
     "train": ("hf-token", "oci-pull-secret-model-download", "kubernetes-credentials"),
     "evaluate": ("hf-token",),
+    "publish": ("s3-secret",),
     "register": (),
 }
 
@@ -91,19 +92,46 @@ def evaluate_op(workspace: str, base_model: str, compare_base: bool, tasks: list
 
 
 @dsl.component(base_image=image(), install_kfp_package=False)
-def register_op(workspace: str, address: str, port: int, name: str, version: str, format_version: str, force: bool,
-                run_resource_name: str, run_id: str) -> str:
-    """Step 4: register the model, its metrics and provenance in the Kubeflow Model Registry."""
+def publish_op(workspace: str, storage_uri: str, name: str, version: str, force: bool, run_id: str,
+               evaluated: str) -> str:
+    """Step 3b: publish the final checkpoint to s3:// (a no-op without a storage URI). ``evaluated`` orders it
+    after evaluate. pvc:// is the Argo template's (a claim named by a run parameter cannot be mounted here only
+    when it is set). With version 'auto' the folder is named by the run's id."""
     import json
 
+    from steps.common.errors import StepError
+    from steps.publish import publish_model
+
+    if not storage_uri.strip():
+        return json.dumps({"status": "skipped", "reason": "no storage URI"})
+    if not storage_uri.strip().startswith("s3://"):
+        raise StepError(f"phase_04_registry_opt_storage_uri={storage_uri!r}: on KFP the model is published to "
+                        "s3://bucket/prefix; pvc:// needs the Argo template (docs/publishing.md)")
+    return json.dumps(publish_model(workspace=workspace, storage_uri=storage_uri, name=name, version=version,
+                                    workflow_name=run_id, force=force))
+
+
+@dsl.component(base_image=image(), install_kfp_package=False)
+def register_op(workspace: str, address: str, port: int, name: str, version: str, format_version: str, force: bool,
+                run_resource_name: str, run_id: str, storage_uri: str, published: str) -> str:
+    """Step 4: register the model, its metrics and provenance in the Kubeflow Model Registry (the published URI;
+    ``published``: the publish task's result, which orders register after it)."""
+    import json
+
+    from steps.common.errors import StepError
     from steps.register import register_model
+
+    if not storage_uri.strip():  # no dangling URI: KFP deletes the run's workspace volume when the run succeeds
+        raise StepError("phase_04_registry_opt_storage_uri is empty: on KFP the run's workspace volume is deleted "
+                        "when the run succeeds, so a pvc:// URI of it would dangle; set it to s3://bucket/prefix "
+                        "to publish the model and register that URI (docs/publishing.md)")
 
     # KFP names the run's workspace PVC "<run's resource name>-kfp-workspace" (the unique name, not the display
     # name): the model's URI is pvc://<that>/<path>
     return json.dumps(register_model(workspace=workspace, address=address, port=port, name=name, version=version,
                                      format_version=format_version, force=force, workflow_name=run_resource_name,
                                      workflow_uid=run_id, pvc_claim=f"{run_resource_name}-kfp-workspace",
-                                     pipeline_name="osft-minimal-pipeline"))
+                                     pipeline_name="osft-minimal-pipeline", storage_uri=storage_uri))
 
 
 def _use_secrets(task: dsl.PipelineTask, kind: str) -> None:
@@ -176,6 +204,14 @@ def _body(p: dict[str, Any], res: dict[str, str]) -> None:
     evaluate.set_accelerator_type(GPU_RESOURCE).set_accelerator_limit(p["phase_03_eval_opt_gpu"])
     _gpu_scheduling(evaluate)
 
+    publish = publish_op(workspace=ws, storage_uri=p["phase_04_registry_opt_storage_uri"],
+                         name=p["phase_04_registry_man_reg_name"], version=p["phase_04_registry_man_reg_version"],
+                         force=p["phase_04_registry_opt_force"],
+                         # the run's id (unique; kfp.local cannot resolve the resource name outside a skipped branch)
+                         run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                         evaluated=evaluate.output).set_display_name("publish")
+    _common(publish, "publish", retries=3, timeout_s=3 * 3600).set_cpu_request("1").set_memory_request("1Gi")
+
     with dsl.If(p["phase_04_registry_man_address"] != "", name="registry-configured"):
         register = register_op(workspace=ws, address=p["phase_04_registry_man_address"],
                                port=p["phase_04_registry_opt_port"], name=p["phase_04_registry_man_reg_name"],
@@ -183,7 +219,9 @@ def _body(p: dict[str, Any], res: dict[str, str]) -> None:
                                format_version=p["phase_04_registry_opt_format_version"],
                                force=p["phase_04_registry_opt_force"],
                                run_resource_name=dsl.PIPELINE_JOB_RESOURCE_NAME_PLACEHOLDER,
-                               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER).after(evaluate).set_display_name("register")
+                               run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                               storage_uri=p["phase_04_registry_opt_storage_uri"],
+                               published=publish.output).set_display_name("register")
         _common(register, "register", retries=3, timeout_s=1800)
 
 

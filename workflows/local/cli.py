@@ -16,7 +16,21 @@ from workflows.local.view import RunView
 from workflows.params import parse_overrides
 
 
-def run_command(template: str, pairs: list[str], workspace: str, from_step: str = "", report: bool = True) -> int:
+def parse_pvcs(pairs: list[str]) -> dict[str, str]:
+    """``--pvc CLAIM=DIR`` pairs: local folders standing for PersistentVolumeClaims a template mounts by name."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        claim, sep, folder = pair.partition("=")
+        if not sep or not claim.strip() or not folder.strip():
+            raise StepError(f"--pvc {pair!r}: write it as CLAIM=DIR (a local folder standing for that claim)")
+        if not Path(folder).expanduser().is_dir():
+            raise StepError(f"--pvc {pair!r}: {folder} is not a folder; create it first")
+        out[claim.strip()] = folder.strip()
+    return out
+
+
+def run_command(template: str, pairs: list[str], workspace: str, from_step: str = "", report: bool = True,
+                pvcs: list[str] | None = None) -> int:
     """Run and report; return the exit code (0 success, 2 a failed step or bad input) after one-line errors."""
     console = Console(stderr=True)
     view = RunView(console)
@@ -24,7 +38,7 @@ def run_command(template: str, pairs: list[str], workspace: str, from_step: str 
     try:
         doc = load_template(template)
         runner = LocalRunner(doc, workspace, template_path=template, overrides=parse_overrides(pairs),
-                             from_step=from_step, listener=view)
+                             from_step=from_step, listener=view, pvcs=parse_pvcs(pvcs or []))
         state = runner.run()
     except StepError as exc:
         view.close()

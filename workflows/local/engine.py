@@ -31,8 +31,11 @@ rendered with this run's parameters (``podSpecPatch`` merged, resources, volumes
 kubernetes-validate; on the pipeline's own template also the lint's other rules (``policy_errors``).
 Each task's Pod is rendered and validated again with its real inputs before it runs.
 
-The workspace PVC's ``resource`` template (create/apply, delete) is rendered and validated; creating it
-means the local workspace folder, deleting it keeps the folder. Other features that cannot run here
+The workspace PVC's ``resource`` templates (create/apply, merge patch, delete) are rendered and validated;
+creating it means the local workspace folder, deleting it keeps the folder, and run.json's ``claims`` records
+what a cluster would do with the claim (owned by the workflow, patched, deleted by a task) and whether it is
+left once the run's cleanup is done. A template's own PersistentVolumeClaim volume is the folder given with
+``--pvc CLAIM=DIR`` (without one the task fails, as its pod would stay Pending). Other features that cannot run here
 (other resource templates such as a TrainJob, suspend, steps, http, plugin templates; withItems; input
 artifacts; sidecars…) fail with an error naming the feature, or are skipped when a ``when`` says so.
 Scheduling fields (nodeSelector, tolerations, retryStrategy, podGC, securityContext, …) are validated with
@@ -70,7 +73,7 @@ class LocalRunner(TagRenderer, PodExecutor):
     def __init__(self, doc: Mapping[str, Any], workspace: str | os.PathLike[str], *, template_path: str = "",
                  overrides: Mapping[str, str] | None = None, validator: Validator | None = None,
                  from_step: str = "", listener: Listener | None = None, python: str = sys.executable,
-                 check_cluster: bool = True) -> None:
+                 check_cluster: bool = True, pvcs: Mapping[str, str] | None = None) -> None:
         self.doc = doc
         self.spec: Mapping[str, Any] = doc.get("spec") or {}
         self.templates: dict[str, Mapping[str, Any]] = {t["name"]: t for t in self.spec.get("templates") or []}
@@ -82,6 +85,7 @@ class LocalRunner(TagRenderer, PodExecutor):
         self.validator = validator if validator is not None else default_validator(doc)
         self.template_path = template_path
         self.check_cluster = check_cluster
+        self.pvcs = {k: str(Path(v).expanduser().resolve()) for k, v in (pvcs or {}).items()}
         self._proc: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ set-up
@@ -196,6 +200,9 @@ class LocalRunner(TagRenderer, PodExecutor):
         self.volumes = self._volumes()
         if previous:
             self._mark_reused(state, previous, by_name)
+            state.claims = {n: {"owned": c.get("owned", False), "deleted_by": None,
+                                **({"manifest": c["manifest"]} if c.get("manifest") else {})}
+                            for n, c in (previous.get("claims") or {}).items()}
         state.notes += self._ignored_notes()
         state.save()
         self.listener(state, "start")

@@ -1,6 +1,7 @@
 """One task as a subprocess: the pod's command, env, mounts and outputs mapped to this machine."""
 
 import contextlib
+import copy
 import json
 import os
 import posixpath
@@ -25,7 +26,7 @@ from workflows.local.state import LOGS, RunState, TaskState
 from workflows.local.template import RunError
 
 _UNSUPPORTED_TEMPLATE = ("resource", "suspend", "steps", "http", "plugin", "data", "containerSet")
-_WORKSPACE_PVC_ACTIONS = ("create", "apply", "delete")
+_WORKSPACE_PVC_ACTIONS = ("create", "apply", "delete", "patch")
 _UNSUPPORTED_POD = ("initContainers", "sidecars")
 # A template annotated with this key is not run locally (it watches a cluster object, e.g. the workspace PVC
 # binding): the task succeeds with the annotation's value as its message, after its Pod has been validated.
@@ -142,7 +143,9 @@ class PodExecutor:
                             inputs: dict[str, str]) -> None:
         """The workspace PVC's resource template: its manifest is rendered and validated (kubernetes-validate,
         strict) as the cluster would take it, and must name the claim the workspace volume mounts. Creating it
-        means the local workspace folder; deleting it keeps the folder (locally it is the run's record)."""
+        means the local workspace folder; deleting it keeps the folder (locally it is the run's record); a merge
+        patch is applied to the claim as created and the result validated. What the cluster would do with the
+        claim (owned by the workflow or not, deleted by a task) is tracked in ``state.claims`` (run.json)."""
         from workflows.argo import podspec
 
         res = tmpl["resource"]
@@ -151,6 +154,8 @@ class PodExecutor:
             manifest = podspec.resource_manifest(tmpl, self._global_values(state), inputs)
             if not isinstance(manifest, dict) or manifest.get("kind") != "PersistentVolumeClaim":
                 raise RunError(f"{where}: resource.manifest does not render to a PersistentVolumeClaim")
+            if res["action"] == "patch":
+                manifest = self._patched_claim(state, res, manifest, where)
             errors = podspec.k8s_errors(manifest, podspec.K8S_VERSIONS[-1:])
             if errors:
                 raise RunError(f"{where}: the cluster would refuse the workspace PVC: {errors[0]}")
@@ -162,10 +167,19 @@ class PodExecutor:
             t.phase, t.message, t.finished = "Error", str(exc), time.time()
             (self.workspace / t.log).write_text(f"error: {exc}\n", encoding="utf-8")
             return
+        claim_state = state.claims.setdefault(name, {"owned": False, "deleted_by": None})
         if res["action"] == "delete":
             note = f"{t.name}: PVC {name} not deleted locally: the workspace folder is the run's record"
             msg = "validated; the local workspace folder is kept"
+            claim_state["deleted_by"] = t.name
+        elif res["action"] == "patch":
+            owned = bool((manifest.get("metadata") or {}).get("ownerReferences"))
+            claim_state.update(owned=owned, manifest=manifest)
+            note = f"{t.name}: PVC {name} patched: " + ("owned by the workflow (deleted with it)" if owned else
+                                                         "no ownerReference (kept after the workflow is deleted)")
+            msg = "validated; " + note.split(": ", 1)[1]
         else:
+            claim_state.update(owned=bool(res.get("setOwnerReference")), manifest=manifest, deleted_by=None)
             self.workspace.mkdir(parents=True, exist_ok=True)
             size = ((manifest.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
             note = f"{t.name}: PVC {name} ({size}) is the local workspace folder {self.workspace}"
@@ -175,6 +189,27 @@ class PodExecutor:
         (self.workspace / t.log).write_text(f"# {res['action']} {manifest['kind']}/{name}: {msg}\n"
                                             + yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
         t.phase, t.message, t.exit_code, t.finished = "Succeeded", msg, 0, time.time()
+
+    @staticmethod
+    def _patched_claim(state: RunState, res: Mapping[str, Any], patch: dict[str, Any], where: str) -> dict[str, Any]:
+        """The claim as created, with ``patch`` applied as a JSON merge patch (RFC 7386: null removes a field), as
+        ``kubectl patch --type merge`` applies it; the ownerReference the controller added (setOwnerReference) is
+        part of the claim as created."""
+        if res.get("mergeStrategy") != "merge":
+            raise RunError(f"{where}: only mergeStrategy merge is supported for a patch of the workspace claim")
+        name = (patch.get("metadata") or {}).get("name")
+        current = state.claims.get(name, {})
+        if "manifest" not in current:
+            raise RunError(f"{where}: patches PVC {name!r}, which no earlier task created (kubectl patch fails: "
+                           "NotFound)")
+        base = copy.deepcopy(current["manifest"])
+        if current.get("owned") and "ownerReferences" not in (base.get("metadata") or {}):
+            base.setdefault("metadata", {})["ownerReferences"] = [
+                {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": state.name, "uid": state.uid,
+                 "controller": True, "blockOwnerDeletion": True}]
+        from workflows.argo.podspec import merge_patch
+
+        return merge_patch(base, patch)
 
     def _workspace_claim(self, state: RunState) -> str | None:
         """The rendered claimName of the workflow volume named ``workspace`` (None when it is not a PVC)."""
@@ -207,7 +242,7 @@ class PodExecutor:
         shutil.rmtree(pod_root, ignore_errors=True)
         pod_root.mkdir(parents=True)
         mounts: list[tuple[str, Path]] = []
-        local_vols = {v["name"]: pod_root / "volumes" / v["name"] for v in tmpl.get("volumes") or []}
+        local_vols = {v["name"]: self._template_volume(v, ctx, where, pod_root) for v in tmpl.get("volumes") or []}
         for vm in body.get("volumeMounts") or []:
             base = local_vols.get(vm["name"]) or self.volumes.get(vm["name"])
             if base is None:
@@ -252,6 +287,20 @@ class PodExecutor:
             cwd = str(pod.local_path(body["workingDir"]))
             Path(cwd).mkdir(parents=True, exist_ok=True)
         return cmd, env, cwd, pod
+
+    def _template_volume(self, vol: Mapping[str, Any], ctx: Mapping[str, Any], where: str, pod_root: Path) -> Path:
+        """A template's own volume: a PersistentVolumeClaim (its claimName rendered) is the folder given with
+        ``--pvc CLAIM=DIR``; a claim without one fails as the pod would hang Pending on a cluster. Other volumes
+        (emptyDir, …) are a fresh folder of the pod."""
+        pvc = vol.get("persistentVolumeClaim")
+        if not pvc:
+            return pod_root / "volumes" / vol["name"]
+        claim = self._substitute(render(str(pvc.get("claimName", ""))), ctx, f"{where} volume {vol['name']}")
+        folders = getattr(self, "pvcs", {}) or {}
+        if claim not in folders:
+            raise RunError(f"{where} mounts PersistentVolumeClaim {claim!r}, which does not exist locally: pass "
+                           f"--pvc {claim}=DIR (on a cluster the pod would stay Pending until the claim exists)")
+        return Path(folders[claim])
 
     @staticmethod
     def _output_dirs(tmpl: Mapping[str, Any], body: Mapping[str, Any], mounts: list[tuple[str, Path]],

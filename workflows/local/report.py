@@ -426,7 +426,7 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
     _record_section(doc, run, ws, "Dataset", "dataset/summary.json", "dataset", 3)
     _record_section(doc, run, ws, "Registration", "registry/registration.json", "register", 3)
     if (ws / "publish" / "publish.json").is_file():
-        _record_section(doc, run, ws, "Publication", "publish/publish.json", "register", 3)
+        _record_section(doc, run, ws, "Publication", "publish/publish.json", "publish", 3)
     doc.h("All parameters", 3)
     if params:
         doc.table(["name", "value", "set by"], [[k, v, "-p override" if k in over else "template default"]

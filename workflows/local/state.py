@@ -58,6 +58,20 @@ class TaskState:
         return d
 
 
+def claim_fate(claim: Mapping[str, Any]) -> dict[str, Any]:
+    """A workspace claim's record in run.json: whether the workflow owns it, which task deleted it, and what is
+    left of it once the run's cleanup is done on a cluster (exit handler, then the workflow deleted by its TTL)."""
+    if claim.get("deleted_by"):
+        fate = f"deleted by task {claim['deleted_by']}"
+    elif claim.get("owned"):
+        fate = "deleted with the workflow (ownerReference), when its ttlStrategy deletes it"
+    else:
+        fate = "kept (no ownerReference; delete it yourself when it is no longer needed)"
+    return {"owned": bool(claim.get("owned")), "deleted_by": claim.get("deleted_by"),
+            "kept_after_cleanup": not claim.get("deleted_by") and not claim.get("owned"), "fate": fate,
+            **({"manifest": claim["manifest"]} if claim.get("manifest") else {})}
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="milliseconds")
 
@@ -89,6 +103,8 @@ class RunState:
     from_step: str = ""
     exit_handler: TaskState | None = None
     notes: list[str] = field(default_factory=list)
+    # workspace claim -> what a cluster would do with it: owned (by the workflow), deleted_by (a task), manifest
+    claims: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(v for k, v in self.parameters.items() if k in self.secret_params and v)
@@ -115,6 +131,7 @@ class RunState:
             "tasks": {n: t.to_json(secrets) for n, t in self.tasks.items()},
             "exit_handler": self.exit_handler.to_json(secrets) if self.exit_handler else None,
             "notes": self.notes,
+            "claims": {n: claim_fate(c) for n, c in self.claims.items()},
         }
 
     def save(self) -> None:

@@ -111,7 +111,8 @@ def test_core_objects_validate_with_kubernetes_validate_strict(wt: dict[str, Any
     docs = [d for f in ("rbac.yaml", "secrets.example.yaml") for d in comp.load_docs(comp.TEMPLATES_DIR / f)]
     core = lint.core_objects(wt)
     kinds = sorted(d["kind"] for d in core)
-    assert kinds == ["PersistentVolumeClaim"] * 2 + ["Pod"] * 8  # the workspace PVC (create, delete) + 8 pods
+    # the workspace PVC (create, keep/reown patches, delete) + 10 pods
+    assert kinds == ["PersistentVolumeClaim"] * 4 + ["Pod"] * 10
     assert lint.k8s_errors(docs + core) == []
     bad = copy.deepcopy(next(d for d in core if d["kind"] == "PersistentVolumeClaim" and "spec" in d))
     bad["spec"]["storageClass"] = "nfs"
@@ -182,10 +183,12 @@ def test_secret_names_and_keys_match_the_original_readme() -> None:
     text = README_SPEC.read_text(encoding="utf-8")
     original = {n: k for n, k in SECRET_KEYS.items() if n != "model-registry-token"}  # the one secret we add
     assert set(original) == {"s3-secret", "hf-token", "oci-pull-secret-model-download", "kubernetes-credentials"}
+    from steps.common.secrets import ADDED_KEYS
+
     for name, keys in original.items():
         section = text[text.index(f"**`{name}`"):]
         section = section[: section.index("\n\n  - **`") if "\n\n  - **`" in section else len(section)]
-        for key in keys:
+        for key in (k for k in keys if k not in ADDED_KEYS.get(name, ())):
             assert f"`{key}`" in section, (name, key)
 
 
@@ -204,12 +207,17 @@ def test_arguments_carry_values_from_params_with_bool_enums(wt: dict[str, Any]) 
 def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     tasks = _tasks(wt)
     assert list(tasks) == ["workspace-pvc", "workspace-bound", "preflight", "dataset", "train", "train-trainjob",
-                           "evaluate", "register"]
+                           "evaluate", "publish", "publish-pvc", "keep-workspace", "register"]
     assert "depends" not in tasks["workspace-pvc"] and tasks["workspace-bound"]["depends"] == "workspace-pvc"
     assert tasks["preflight"]["depends"] == "workspace-bound"  # no pod mounts the volume before it is bound
     assert tasks["dataset"]["depends"] == "preflight"
     assert tasks["train"]["depends"] == tasks["train-trainjob"]["depends"] == "dataset"
-    assert tasks["evaluate"]["depends"] == "train && train-trainjob" and tasks["register"]["depends"] == "evaluate"
+    assert tasks["evaluate"]["depends"] == "train && train-trainjob"
+    assert tasks["publish"]["depends"] == tasks["publish-pvc"]["depends"] == tasks["keep-workspace"]["depends"] == \
+        "evaluate"
+    assert tasks["register"]["depends"] == "publish && publish-pvc && keep-workspace"
+    assert tasks["publish"]["when"] == "'{{tasks.preflight.outputs.parameters.publish_mode}}' == 's3'"
+    assert tasks["publish-pvc"]["when"] == "'{{tasks.preflight.outputs.parameters.publish_mode}}' == 'pvc'"
     assert tasks["train"]["when"] == "'{{tasks.preflight.outputs.parameters.train_mode}}' == 'single'"
     assert tasks["train-trainjob"]["when"] == "'{{tasks.preflight.outputs.parameters.train_mode}}' == 'trainjob'"
     assert tasks["register"]["when"] == "'{{workflow.parameters.phase_04_registry_man_address}}' != ''"
@@ -219,7 +227,13 @@ def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     outs = {p["name"] for p in _tmpl(wt, "record-status")["outputs"]["parameters"]}
     assert {"final_loss", "eval_gate", "registration_status"} <= outs
     delete = _tasks(wt, "exit-handler")["delete-workspace"]
-    assert delete["depends"] == "record-status" and delete["when"] == "'{{workflow.status}}' == 'Succeeded'"
+    keep = ("'{{workflow.parameters.phase_04_registry_man_address}}' != '' && "
+            "'{{workflow.parameters.phase_04_registry_opt_storage_uri}}' == ''")
+    assert delete["depends"] == "record-status" and delete["when"] == f"'{{{{workflow.status}}}}' == 'Succeeded' && " \
+        f"!({keep})"
+    assert tasks["keep-workspace"]["when"] == keep
+    reown = _tasks(wt, "exit-handler")["reown-workspace"]
+    assert reown["dependencies"] == ["record-status"] and reown["continueOn"] == {"failed": True}
 
 
 def test_each_parameter_reaches_the_step_argument_it_names(wt: dict[str, Any]) -> None:
@@ -242,6 +256,7 @@ def test_runner_templates_call_the_step_functions(wt: dict[str, Any]) -> None:
         "preflight": "workflows.argo.preflight:preflight", "dataset": "steps.dataset:prepare_dataset",
         "train": "steps.train:train_model", "train-trainjob": "steps.train.trainjob_launch:launch_trainjob",
         "evaluate": "steps.evaluate:evaluate_model", "register": "steps.register:register_model",
+        "publish": "steps.publish:publish_model", "publish-pvc": "steps.publish:publish_model",
         "record-status": "steps.finish:record_status", "workspace-bound": "steps.volume:wait_for_workspace",
     }
     for t in wt["spec"]["templates"]:

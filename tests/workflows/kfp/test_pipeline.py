@@ -75,6 +75,12 @@ def test_inputs_reach_the_same_step_arguments_as_on_argo(docs: list[dict]) -> No
     register = ir["components"]["comp-condition-4"]["dag"]["tasks"]["register-op"]
     assert src(register, "format_version") == "phase_04_registry_opt_format_version"
     assert src(register, "force") == "phase_04_registry_opt_force"
+    assert src(register, "storage_uri") == src(tasks["publish-op"], "storage_uri") == \
+        "phase_04_registry_opt_storage_uri"
+    assert register["inputs"]["parameters"]["published"]["componentInputParameter"] == \
+        "pipelinechannel--publish-op-Output"  # the publish task's result, passed into the condition
+    channel = tasks["condition-4"]["inputs"]["parameters"]["pipelinechannel--publish-op-Output"]
+    assert channel["taskOutputParameter"]["producerTask"] == "publish-op"
 
 
 def test_secrets_match_the_readme(docs: list[dict]) -> None:
@@ -84,7 +90,8 @@ def test_secrets_match_the_readme(docs: list[dict]) -> None:
         return {s["secretName"]: ({k["secretKey"] for k in s["keyToEnv"]}, s["optional"])
                 for s in executors[executor].get("secretAsEnv", [])}
 
-    assert secrets("exec-dataset-op") == {"s3-secret": ({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, True),
+    s3 = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"}
+    assert secrets("exec-dataset-op") == {"s3-secret": (s3, True),
                                           "hf-token": ({"HF_TOKEN"}, True)}
     assert secrets("exec-train-op") == {
         "hf-token": ({"HF_TOKEN"}, True),
@@ -159,7 +166,7 @@ def test_kfp_retry_window_holds_every_attempt(docs: list[dict]) -> None:
             window = int(policy["backoffMaxDuration"].rstrip("s"))
             assert window >= (policy["maxRetryCount"] + 1) * timeouts[executor], task["taskInfo"]["name"]
             found += 1
-    assert found == 5  # dataset, train (both branches), evaluate, register
+    assert found == 6  # dataset, train (both branches), evaluate, publish, register
 
 
 def test_components_run_the_step_functions_without_installs(docs: list[dict]) -> None:
@@ -184,3 +191,27 @@ def test_dataset_component_runs_under_kfp_local(tmp_path: Path, chat_jsonl: Path
     result = json.loads(task.output)
     assert (result["train_rows"], result["eval_rows"]) == (30, 10)
     assert (ws / "dataset" / "summary.json").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:You may be attemping to run a task:RuntimeWarning")
+def test_kfp_publish_and_register_components_under_kfp_local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The KFP twin's publish is a no-op without a storage URI and refuses pvc:// (Argo only); its register never
+    records the run's workspace volume, which KFP deletes when the run succeeds."""
+    from kfp import local
+
+    from tests.steps.publish.conftest import make_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    ws = tmp_path / "ws"
+    make_checkpoint(ws)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
+               workspace_root=str(ws))
+    common = {"workspace": str(ws), "name": "m", "version": "1.0.0", "force": False, "run_id": "run-1"}
+    assert json.loads(kfp_pipeline.publish_op(storage_uri="", evaluated="{}", **common).output)["status"] == "skipped"
+    with pytest.raises(RuntimeError):
+        kfp_pipeline.publish_op(storage_uri="pvc://models/x", evaluated="{}", **common)
+    with pytest.raises(RuntimeError):
+        kfp_pipeline.register_op(workspace=str(ws), address="registry.ml.svc", port=8080, name="m",
+                                 version="1.0.0", format_version="2.9", force=False, run_resource_name="run-1",
+                                 run_id="uid", storage_uri="", published="{}")
+    assert not (ws / "registry" / "registration.json").exists()
