@@ -227,7 +227,7 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
     moto.start()
     host, port = moto.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    keys = {"AWS_ACCESS_KEY_ID": "osft-e2e", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0001"}
+    keys = {"AWS_ACCESS_KEY_ID": "rehearsal-access-0001", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0001"}
     argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
                      substitute={MODEL: str(tiny_model)})
     out = tmp_path / "out"
@@ -257,4 +257,5 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
     numbers = json.loads((out / "numbers.json").read_text())
     assert numbers["published"].startswith("s3://osft-e2e/models/")
     assert "model.safetensors" in numbers["published_files"]
-    assert (out / "report" / "report.md").read_text().splitlines()[2].startswith(("**PASSED", "**GATE FAILED"))
+    first = (out / "report" / "report.md").read_text().splitlines()[2]
+    assert first.startswith(("**PASSED", "**GATE FAILED")) and f"model: `{numbers['published']}`" in first

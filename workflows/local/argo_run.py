@@ -88,7 +88,11 @@ def _from_outputs(out: Path, run: Mapping[str, Any]) -> None:
     train = _json((tasks.get("train") or tasks.get("train-trainjob") or {}).get("outputs", {}).get("summary", ""))
     ev = _json((tasks.get("evaluate") or {}).get("outputs", {}).get("summary", ""))
     reg = _json((tasks.get("register") or {}).get("outputs", {}).get("registration", ""))
+    # publish or publish-pvc (the other one is skipped): its summary names the durable URI the model went to
+    pub = next((p for p in (_json((tasks.get(t) or {}).get("outputs", {}).get("summary", ""))
+                            for t in ("publish", "publish-pvc")) if p.get("uri")), {})
     files = {"train/metrics.json": train or None,
+             "publish/publish.json": pub or None,
              "eval/comparison.json": {"gate": ev.get("gate", "n/a"), "max_regression": ev.get("max_regression"),
                                       "rows": ev.get("base_vs_tuned") or []} if ev else None,
              "registry/registration.json": reg or None}

@@ -150,3 +150,20 @@ def test_a_task_that_failed_every_attempt_says_why(tmp_path: Path) -> None:
     run = json.loads((out / "run.json").read_text())
     assert run["tasks"]["evaluate"]["message"] == "Error (exit code 2)"  # the attempt's, not "No more retries left"
     assert run["workflow"]["failed_task"] == "evaluate"
+
+
+def test_a_published_model_is_where_the_report_says_it_is(tmp_path: Path) -> None:
+    """A successful run deletes its workspace; when it published, the report's first line names the durable URI
+    (from the publish task's summary output), not "not kept"."""
+    wf = workflow()
+    summary = {"status": "published", "uri": "s3://models/osft/osft-model/1.0.0",
+               "manifest": "s3://models/osft/osft-model/1.0.0/osft-manifest.json", "total_bytes": 1234, "files": 5}
+    wf["status"]["nodes"]["n6"] = _node("n6", "publish", "Succeeded", "2026-01-01T11:33:30Z", "2026-01-01T11:33:50Z",
+                                        outputs={"summary": json.dumps(summary)})
+    wf["status"]["nodes"]["n7"] = _node("n7", "publish-pvc", "Skipped", "2026-01-01T11:33:30Z",
+                                        "2026-01-01T11:33:30Z", "Skipped", message="when 's3' == 'pvc' evaluated false")
+    res, out = _report(tmp_path, wf)
+    assert res.exit_code == 0, res.output
+    first = (out / "report.md").read_text().splitlines()[2]
+    assert "model: `s3://models/osft/osft-model/1.0.0`" in first and "not kept" not in first
+    assert "aws s3 sync s3://models/osft/osft-model/1.0.0 model/" in first
