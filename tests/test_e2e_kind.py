@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +260,109 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
     assert "model.safetensors" in numbers["published_files"]
     first = (out / "report" / "report.md").read_text().splitlines()[2]
     assert first.startswith(("**PASSED", "**GATE FAILED")) and f"model: `{numbers['published']}`" in first
+
+
+def _fake_tools(tmp_path: Path, **env: str) -> tuple[dict[str, str], Path]:
+    """PATH with docker, kind and kubectl stand-ins first (tests/e2e_kind_fakes.py), and the env they read."""
+    from tests.tls_certs import self_signed
+
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "kind", "kubectl"):
+        (bin_dir / tool).write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(ROOT)!r})\n"
+                                    f"from tests.e2e_kind_fakes import main\nsys.exit(main({tool!r}))\n",
+                                    encoding="utf-8")
+        (bin_dir / tool).chmod(0o755)
+    cert, key = self_signed(tmp_path, ip="127.0.0.1", common_name="argo-server")
+    log = tmp_path / "calls.jsonl"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ARGO_", "OSFT_E2E_", "AWS_", "KUBECONFIG"))}
+    return {**base, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_TLS_CERT": cert,
+            "FAKE_TLS_KEY": key, "E2E_WORK": str(tmp_path / "work"), **env}, log
+
+
+def _calls(log: Path) -> list[tuple[str, list[str], str]]:
+    return [(c["tool"], c["args"], c["stdin"]) for c in map(json.loads, log.read_text().splitlines())]
+
+
+def test_a_failed_install_is_diagnosed_and_the_cluster_deleted(tmp_path: Path) -> None:
+    env, log = _fake_tools(tmp_path, FAKE_FAIL="kubectl -n argo rollout status deployment/workflow-controller",
+                           FAKE_TOKEN="t", FAKE_ARGO_PORT="1", FAKE_S3_PORT="1")
+    proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode != 0
+    calls = _calls(log)
+    assert ("kind", ["create", "cluster", "--name", "osft-e2e", "--image", _pin("KIND_NODE_IMAGE"), "--kubeconfig",
+                     str(tmp_path / "work" / "kubeconfig"), "--wait", "180s"], "") in calls
+    assert "diagnosis: pods, volumes and recent events in osft-e2e" in proc.stdout
+    assert calls[-1][:2] == ("kind", ["delete", "cluster", "--name", "osft-e2e", "--kubeconfig",
+                                      str(tmp_path / "work" / "kubeconfig")])
+    assert not any(c[0] == "docker" and c[1][:1] == ["build"] for c in calls)  # stopped at the failure
+    keep = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True,
+                          env={**env, "KEEP": "1"}, timeout=600)
+    assert keep.returncode != 0 and "KEEP=1: cluster osft-e2e kept" in keep.stdout
+    assert _calls(log)[-1][1][:2] != ["delete", "cluster"]
+
+
+@pytest.mark.slow
+def test_the_script_runs_end_to_end_against_stand_ins(tmp_path: Path, tiny_model: Path) -> None:
+    """`.ci/e2e-kind.sh` from start to end: docker, kind and kubectl are stand-ins (tests/e2e_kind_fakes.py),
+    `kubectl port-forward` reaches an Argo Server stand-in that runs what is submitted with the local engine
+    (tests/local_argo.py) and moto as MinIO; make, compile, the on_cluster test and the checks are real. The calls
+    are the ones a real cluster would get, in order, and the script tears everything down."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.e2e_checks import MODEL
+    from tests.local_argo import LocalArgo
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, s3_port = moto.get_host_and_port()
+    keys = {"AWS_ACCESS_KEY_ID": "rehearsal-access-0002", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0002"}
+    argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": f"http://{host}:{s3_port}",
+                                             "AWS_DEFAULT_REGION": "us-east-1"}, substitute={MODEL: str(tiny_model)})
+    env, log = _fake_tools(tmp_path, FAKE_TOKEN=argo.token, FAKE_ARGO_PORT=argo.url.rsplit(":", 1)[1],
+                           FAKE_S3_PORT=str(s3_port), E2E_TIMEOUT="1200")
+    try:
+        proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, env=env, timeout=1500)
+    finally:
+        argo.close()
+        moto.stop()
+    (tmp_path / "stdout.txt").write_text(proc.stdout)  # what a user sees, kept for a look
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert not argo.invalid
+    calls = _calls(log)
+    line = [" ".join([tool, *args]) for tool, args, _ in calls]
+
+    def at(prefix: str) -> int:
+        return next(i for i, c in enumerate(line) if c.startswith(prefix))
+
+    order = [at("docker info"), at("kind create cluster"),
+             at(f"kubectl apply --server-side --force-conflicts -n argo -f {_pin('ARGO_INSTALL_URL')}"
+                .replace("${ARGO_VERSION}", _pin("ARGO_VERSION"))),
+             at("docker build -t localhost/osft-pipeline:e2e-cpu -f Containerfile --build-arg GPU=no "
+                "--build-arg BASE_IMAGE=docker.io/library/python:3.11-slim"),
+             at("kind load docker-image localhost/osft-pipeline:e2e-cpu --name osft-e2e"),
+             at("kubectl apply -k "), at("kubectl -n osft-e2e create secret generic s3-secret"),
+             at("kubectl -n osft-e2e apply -f -"), at("kubectl -n argo port-forward svc/argo-server"),
+             at("kind delete cluster --name osft-e2e")]
+    assert order == sorted(order), line
+    secret = line[at("kubectl -n osft-e2e create secret generic s3-secret")]
+    assert "--from-literal=AWS_ENDPOINT_URL=http://minio.osft-e2e.svc.cluster.local:9000" in secret
+    minio = next(stdin for tool, args, stdin in calls if args[:4] == ["-n", "osft-e2e", "apply", "-f"])
+    assert f"image: {_pin('MINIO_IMAGE')}" in minio
+    install = Path(line[at("kubectl apply -k ")].split()[-1])
+    kustomization = yaml.safe_load((install / "kustomization.yaml").read_text())
+    assert kustomization["namespace"] == "osft-e2e"
+    assert kustomization["images"] == [{"name": "localhost/osft-pipeline", "newName": "localhost/osft-pipeline",
+                                        "newTag": "e2e-cpu"}]
+    # what it printed: each task's phase and the report, then the teardown
+    assert "== tasks of workflow osft-minimal-pipeline-00000" in proc.stdout
+    assert re.search(r"^  publish +Succeeded", proc.stdout, re.M) and "**PASSED the eval gate" in proc.stdout or \
+        "**GATE FAILED" in proc.stdout
+    assert "e2e-kind passed" in proc.stdout and "deleting kind cluster osft-e2e" in proc.stdout
+    assert "no Model Registry: no public image of it is pinned here, so register is skipped" in proc.stdout
+    forwards = [ln for ln in line if " port-forward " in ln]
+    assert len(forwards) == 2  # neither dropped; both stopped by the script (nothing listens any more)
+    for fwd in forwards:
+        port = int(fwd.split()[-1].split(":")[0])
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+            pass
