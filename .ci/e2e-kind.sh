@@ -67,7 +67,7 @@ check_tools() {
     missing=1
   fi
   if ! command -v kubectl >/dev/null 2>&1; then
-    echo "error: kubectl not found: install kubectl 1.33 or newer (apt-get/dnf install kubectl from the" \
+    echo "error: kubectl not found: install kubectl 1.34 to 1.36 (apt-get/dnf install kubectl from the" \
       "Kubernetes package repository, brew install kubectl: docs/e2e-kind.md#what-you-need)" >&2
     missing=1
   fi
@@ -125,7 +125,7 @@ diagnose() {
 cleanup() {
   local rc=$?
   local pid
-  for pid in "${PF_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in ${PF_PIDS[@]+"${PF_PIDS[@]}"}; do kill "$pid" 2>/dev/null || true; done  # (bash 3.2: set -u)
   if [ "$rc" != 0 ] && [ "$CLUSTER_UP" = 1 ]; then diagnose; fi
   if [ "$CLUSTER_UP" = 1 ]; then
     if [ "$KEEP" = 1 ]; then
