@@ -260,7 +260,7 @@ run_test() {
   mkdir -p "$out"
   say "running the pipeline (tests/workflows/argo/test_cluster_e2e.py; at most ${TIMEOUT}s)"
   echo "no Model Registry: no public image of it is pinned here, so register is skipped; the model is published" \
-    "to MinIO (s3://osft-e2e/models) instead"
+    "to MinIO (s3://osft-e2e/models/run-<id>) instead"
   ARGO_SERVER="https://127.0.0.1:$argo_port" ARGO_INSECURE_SKIP_VERIFY=true ARGO_NAMESPACE="$NAMESPACE" \
     ARGO_TOKEN="$token" OSFT_E2E_S3_ENDPOINT="http://127.0.0.1:$s3_port" OSFT_E2E_S3_ACCESS_KEY="$S3_ACCESS_KEY" \
     OSFT_E2E_S3_SECRET_KEY="$S3_SECRET_KEY" OSFT_E2E_OUT="$out" OSFT_E2E_TIMEOUT="$TIMEOUT" \

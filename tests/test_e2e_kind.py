@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,6 +229,7 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
     moto.start()
     host, port = moto.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
     keys = {"AWS_ACCESS_KEY_ID": "rehearsal-access-0001", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0001"}
     argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
                      substitute={MODEL: str(tiny_model)})
@@ -251,12 +253,14 @@ def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, 
     # exactly the shared parameter set went to the Argo Server (as submit writes values: 1e-4 -> 0.0001): the
     # laptop file, the data, the storage URI
     (submitted,) = [r["params"] for r in runs]
-    assert submitted == checked_overrides(e2e_parameters("s3://osft-e2e/data/chat.jsonl", "s3://osft-e2e/models"))
+    storage = submitted.get("phase_04_registry_opt_storage_uri", "")
+    assert re.fullmatch(r"s3://osft-e2e/models/run-[0-9a-f]{8}", storage), storage  # a prefix per run
+    assert submitted == checked_overrides(e2e_parameters("s3://osft-e2e/data/chat.jsonl", storage))
     tasks = (out / "tasks.txt").read_text()
     for task in ("workspace-pvc", "dataset", "train", "evaluate", "publish", "record-status"):
         assert any(ln.split()[:2] == [task, "Succeeded"] for ln in tasks.splitlines()), tasks
     numbers = json.loads((out / "numbers.json").read_text())
-    assert numbers["published"].startswith("s3://osft-e2e/models/")
+    assert numbers["published"] == f"{storage}/osft-model/1.0.0"
     assert "model.safetensors" in numbers["published_files"]
     first = (out / "report" / "report.md").read_text().splitlines()[2]
     assert first.startswith(("**PASSED", "**GATE FAILED")) and f"model: `{numbers['published']}`" in first
@@ -316,6 +320,7 @@ def test_the_script_runs_end_to_end_against_stand_ins(tmp_path: Path, tiny_model
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, s3_port = moto.get_host_and_port()
+    requests.post(f"http://{host}:{s3_port}/moto-api/reset", timeout=10)  # moto's state is per process
     keys = {"AWS_ACCESS_KEY_ID": "rehearsal-access-0002", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0002"}
     argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": f"http://{host}:{s3_port}",
                                              "AWS_DEFAULT_REGION": "us-east-1"}, substitute={MODEL: str(tiny_model)})

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from steps.common.secrets import SECRET_ENV_VARS
 from tests.argo_nodes import workflow_from_run
@@ -48,7 +49,7 @@ PARAM_TOKEN = PLANTED_PARAM_TOKEN  # phase_01_dataset_opt_hf_token, planted in t
 SECRET_VALUES = [*PLANTED.values(), "cGxhbnRlZC1vY2ktMDAwNQ==", PARAM_TOKEN]
 
 
-STORAGE_URI = "s3://osft-e2e/models"  # the bucket and prefix the cluster e2e test publishes to (moto here)
+STORAGE_URI = "s3://osft-e2e/models"  # the bucket the cluster e2e test publishes to (moto here)
 
 
 def _params(data: Path, model: Path) -> dict[str, str]:
@@ -106,6 +107,7 @@ def moto_endpoint():  # noqa: ANN201
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    requests.post(f"http://{host}:{port}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
     yield f"http://{host}:{port}"
     server.stop()
 

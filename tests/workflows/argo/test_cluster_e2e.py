@@ -12,6 +12,7 @@ Skipped unless ARGO_SERVER is set; deselected by default (`-m on_cluster` select
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,9 @@ def _inputs(out: Path) -> tuple[str, str, Any]:
         s3.create_bucket(Bucket=BUCKET)
     data = write_demo_dataset(str(out / "chat.jsonl"))["path"]
     s3.upload_file(data, BUCKET, "data/chat.jsonl")
-    return f"s3://{BUCKET}/data/chat.jsonl", f"s3://{BUCKET}/models", s3
+    # a prefix of its own per run: a published version is never overwritten, and a kept cluster (KEEP=1) keeps
+    # the earlier runs' models
+    return f"s3://{BUCKET}/data/chat.jsonl", f"s3://{BUCKET}/models/run-{uuid.uuid4().hex[:8]}", s3
 
 
 def _record(out: Path, target: Any, name: str) -> dict[str, Any]:
