@@ -18,7 +18,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test run lint compile bench clean readme browser image
+.PHONY: setup test run lint compile bench clean readme browser image e2e-kind
 
 setup: $(STAMP)
 
@@ -65,13 +65,16 @@ compile: setup
 	$(VENV)/bin/osft-pipeline compile --out templates --force --kfp
 
 # The step image, with podman, docker or buildah (whichever is installed): `make image IMAGE=<registry>/<repo>:<tag>`,
-# GPU=no for a CPU-only image (kind/k3d), FLASH_ATTN_WHEEL=<url> to skip compiling flash-attn. Then push it and
-# install with that image: docs/cluster.md.
+# GPU=no for a CPU-only image (kind/k3d), FLASH_ATTN_WHEEL=<url> to skip compiling flash-attn, ENGINE=docker to pick
+# the engine. Then push it and install with that image: docs/cluster.md.
 IMAGE ?= quay.io/osft-pipeline/osft-pipeline:0.1.0
 GPU ?= yes
+ENGINE ?=
 CPU_BASE := docker.io/library/python:3.11-slim
 image:
-	@engine="$$(command -v podman || command -v docker || command -v buildah || true)"; \
+	@engine="$(ENGINE)"; [ -n "$$engine" ] || engine="$$(command -v podman || command -v docker || command -v buildah || true)"; \
+	if [ -n "$$engine" ] && ! command -v "$$engine" >/dev/null 2>&1; then \
+	  echo "error: ENGINE=$$engine is not installed: install it, or leave ENGINE unset to use podman, docker or buildah" >&2; exit 2; fi; \
 	if [ -z "$$engine" ]; then \
 	  echo "error: no container engine found: install podman (apt-get install podman, dnf install podman, brew install podman), docker or buildah, then run make image again" >&2; exit 2; fi; \
 	case "$$engine" in *buildah) ;; *) "$$engine" info >/dev/null 2>&1 || { \
@@ -83,6 +86,11 @@ image:
 	echo "+ $$engine $$sub -t $(IMAGE) -f Containerfile $$args ."; \
 	"$$engine" $$sub -t "$(IMAGE)" -f Containerfile $$args . && \
 	echo "built $(IMAGE); push it ($$(basename $$engine) push $(IMAGE)) and install with --image $(IMAGE) (docs/cluster.md)"
+
+# The pipeline end to end on a throwaway kind cluster (docker or podman, kind, kubectl): Argo Workflows, the CPU image,
+# MinIO, the laptop parameter set; deletes the cluster unless KEEP=1; ARGS=--check checks the tools only. docs/e2e-kind.md
+e2e-kind:
+	@bash .ci/e2e-kind.sh $(ARGS)
 
 bench: setup
 	$(PY) bench/dataset_bench.py

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 _PARAM = re.compile(r"\bphase_\d\d_[a-z0-9_]+\b")
-_REPO_PATH = re.compile(r"^(?:\.\./)?(?:docs|examples|templates|workflows|steps|tests|bench)/[\w./-]*$|"
+_REPO_PATH = re.compile(r"^(?:\.\./)?(?:docs|examples|templates|workflows|steps|tests|bench|\.ci|\.github)/[\w./-]*$|"
                         r"^(?:Makefile|Containerfile|constraints\.txt|pyproject\.toml|README\.md)$")
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _INLINE = re.compile(r"`([^`\n]+)`")

@@ -1,9 +1,11 @@
 """The real compiled WorkflowTemplate run locally with the real steps on a tiny model, end to end.
 
-One Argo-template run (dataset → train → evaluate, register skipped), then a resume of the register
-step against the in-process Model Registry, then the KFP twin under kfp.local on the same inputs:
-both must leave the same workspace files. Every run has a distinct value planted in every secret env var
-and in the secret parameter; none may be left anywhere in the workspace (``.pods`` included) or its temp files.
+One Argo-template run with the parameter set the cluster e2e test submits (tests/e2e_checks.py: exactly
+examples/laptop-params.yaml plus the data, here with a tiny model on disk) and held to the same checks
+(``check_run``), then a resume of the register step against the in-process Model Registry, then the KFP twin
+under kfp.local on the same inputs: both must leave the same workspace files. Every run has a distinct value
+planted in every secret env var and in the secret parameter; none may be left anywhere in the workspace
+(``.pods`` included) or its temp files.
 """
 
 import json
@@ -13,8 +15,19 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 
 from steps.common.secrets import SECRET_ENV_VARS
+from tests.argo_nodes import workflow_from_run
+from tests.e2e_checks import (
+    PLANTED_PARAM_TOKEN,
+    STORAGE,
+    check_run,
+    cluster_view,
+    e2e_parameters,
+    local_view,
+    s3_published,
+)
 from tests.registry_server import RegistryServer
 from tests.tiny_assets import chat_rows, write_jsonl
 from workflows.paramfile import LAPTOP, load_parameter_file
@@ -32,26 +45,24 @@ PLANTED = {  # one distinct value per secret env var (steps/common/secrets.py)
     "KUBERNETES_AUTH_TOKEN": "planted-kube-token-0006",
     "MODEL_REGISTRY_TOKEN": TOKEN,
 }
-PARAM_TOKEN = "hf_plantedParamToken0007"  # phase_01_dataset_opt_hf_token
+PARAM_TOKEN = PLANTED_PARAM_TOKEN  # phase_01_dataset_opt_hf_token, planted in the shared parameter set
 SECRET_VALUES = [*PLANTED.values(), "cGxhbnRlZC1vY2ktMDAwNQ==", PARAM_TOKEN]
 
 
+STORAGE_URI = "s3://osft-e2e/models"  # the bucket the cluster e2e test publishes to (moto here)
+
+
 def _params(data: Path, model: Path) -> dict[str, str]:
-    return {
-        "phase_01_dataset_man_data_uri": str(data),
-        "phase_01_dataset_man_data_split": "0.8",
-        "phase_02_train_man_train_model": str(model),
-        "phase_02_train_man_train_gpu": "0",
-        "phase_02_train_man_train_batch": "8",
-        "phase_02_train_man_train_tokens": "512",
-        "phase_02_train_opt_max_seq_len": "128",
-        "phase_02_train_opt_learning_rate": "0.001",
-        "phase_02_train_opt_use_liger": "false",
-        "phase_03_eval_man_eval_tasks": '["arc_easy"]',
-        "phase_03_eval_opt_limit": "6",
-        "phase_03_eval_opt_batch": "4",
-        "phase_01_dataset_opt_hf_token": PARAM_TOKEN,
-    }
+    """The cluster e2e test's parameter set, with this test's data and tiny model (the Hub is out of reach)."""
+    return e2e_parameters(str(data), STORAGE_URI, model=str(model))
+
+
+def _s3(endpoint: str):  # noqa: ANN202
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=PLANTED["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=PLANTED["AWS_SECRET_ACCESS_KEY"])
 
 
 def _run(ws: Path, params: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
@@ -90,42 +101,62 @@ def _files(ws: Path, parts: tuple[str, ...]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def argo_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> tuple[Path, dict[str, str]]:
+def moto_endpoint():  # noqa: ANN201
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    requests.post(f"http://{host}:{port}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def argo_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, moto_endpoint: str
+             ) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("e2e")
-    data = write_jsonl(root / "chat.jsonl", chat_rows(60))
+    data = write_jsonl(root / "chat.jsonl", chat_rows(80))  # the laptop set takes a subset of 72
     params = _params(data, tiny_model)
     ws = root / "ws"
-    # the laptop cluster's parameter set (docs/parameters.md), with the tiny model and data of this test
-    proc = _run(ws, params, "-f", str(LAPTOP))
+    _s3(moto_endpoint).create_bucket(Bucket="osft-e2e")
+    # the laptop cluster's parameter file as a user passes it, then the rest of the shared set; the s3-secret's
+    # endpoint points at moto as the cluster's points at MinIO
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+        proc = _run(ws, params, "-f", str(LAPTOP))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return ws, params
 
 
-def test_every_step_ran_through_the_compiled_template(argo_run: tuple[Path, dict[str, str]]) -> None:
-    ws, _ = argo_run
+def test_every_step_ran_through_the_compiled_template(argo_run: tuple[Path, dict[str, str]],
+                                                      moto_endpoint: str) -> None:
+    ws, params = argo_run
+    # what the cluster e2e test asserts, on this run: phases, rows, training, eval, exit outputs, the published model
+    s3 = _s3(moto_endpoint)
+    numbers = check_run(local_view(ws), params, published=lambda uri: s3_published(s3, uri))
+    assert (numbers["train_rows"], numbers["eval_rows"], numbers["steps"]) == (64, 8, 8)
+    assert numbers["published"] == f"{STORAGE_URI}/osft-model/1.0.0"
+    checkpoint = (ws / "train" / "model").resolve()
+    published = s3_published(s3, numbers["published"])
+    for rel in numbers["published_files"]:  # locally the checkpoint is still there: the same bytes
+        assert published.read(rel) == (checkpoint / rel).read_bytes(), rel
     run = json.loads((ws / "run.json").read_text())
-    phases = {name: t["phase"] for name, t in run["tasks"].items()}
-    assert {k: phases[k] for k in ("preflight", "dataset", "train", "evaluate")} == dict.fromkeys(
-        ("preflight", "dataset", "train", "evaluate"), "Succeeded")
-    assert phases["register"] == "Skipped" and phases["train-trainjob"] == "Skipped"
-    assert phases["workspace-bound"] == "Succeeded"  # validated, not run: locally there is no volume to bind
+    masked = {k: ("***" if k == "phase_01_dataset_opt_hf_token" else v) for k, v in params.items()}
+    assert {k: run["parameters"][k] for k in params} == masked  # the run got exactly the shared set
+    assert set(run["overrides"]) >= set(load_parameter_file(LAPTOP))
     assert run["tasks"]["workspace-bound"]["message"].startswith("skipped: locally the workspace is")
-    laptop = load_parameter_file(LAPTOP)
-    for key in ("phase_02_train_opt_memory", "phase_03_eval_opt_cpu", "phase_00_workspace_opt_access_mode"):
-        assert run["parameters"][key] == laptop[key]
     # the pods the laptop cluster would run: rendered from the template with these values and validated
     assert run["tasks"]["train"]["resources"] == {"requests": {"cpu": "2", "memory": "6Gi"},
                                                   "limits": {"memory": "6Gi"}}
     assert run["tasks"]["evaluate"]["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"},
                                                      "limits": {"memory": "4Gi"}}
-    summary = json.loads((ws / "dataset" / "summary.json").read_text())
-    assert (summary["train"]["rows"], summary["eval"]["rows"]) == (48, 12)
     metrics = json.loads((ws / "train" / "metrics.json").read_text())
-    assert metrics["steps"] == 6 and metrics["final_loss"] < metrics["first_loss"]
+    assert metrics["final_loss"] < metrics["first_loss"]
     model = (ws / "train" / "model").resolve()
-    assert (model / "config.json").is_file() and model.is_relative_to(ws / "train")
+    assert (model / "config.json").is_file() and model.relative_to(ws).as_posix() == numbers["checkpoint"]
     comparison = json.loads((ws / "eval" / "comparison.json").read_text())
-    assert comparison["gate"] in ("pass", "fail")
+    assert comparison["gate"] == numbers["gate"]
     tasks = {r["task"] for r in comparison["rows"]}
     assert "arc_easy@validation" in tasks  # offline: the local variant, named by the split it scores
     assert not (ws / "registry" / "registration.json").exists()
@@ -134,14 +165,33 @@ def test_every_step_ran_through_the_compiled_template(argo_run: tuple[Path, dict
         assert f">{section}</h" in report, section
     md = (ws / "report.md").read_text().splitlines()
     assert md[2].startswith(("**PASSED the eval gate", "**GATE FAILED"))
-    assert f"model: `{model}`" in md[2] and f'AutoModelForCausalLM.from_pretrained("{model}")' in md[2]
+    # the model's durable place is where it was published
+    assert f"model: `{numbers['published']}`" in md[2] and f"aws s3 sync {numbers['published']} model/" in md[2]
+
+
+def test_the_cluster_reads_the_same_run_the_same_way(argo_run: tuple[Path, dict[str, str]],
+                                                     moto_endpoint: str) -> None:
+    """The same run as a cluster's Workflow object (Argo's Retry nodes, attempt pods ``train(0)``, the onExit
+    boundary; here train needed a second attempt): the cluster test's view equals the local one, so check_run
+    holds both to the same facts."""
+    ws, params = argo_run
+    run = json.loads((ws / "run.json").read_text())
+    workflow = workflow_from_run(run, failed_attempts={"train": 1})
+    assert cluster_view(workflow) == local_view(ws)
+    s3 = _s3(moto_endpoint)
+    published = lambda uri: s3_published(s3, uri)  # noqa: E731
+    assert check_run(cluster_view(workflow), params, published) == check_run(local_view(ws), params, published)
+    # read as pods (the way the report and --watch read nodes before), the retried task is lost
+    pods = {n["displayName"] for n in workflow["status"]["nodes"].values() if n["type"] == "Pod"}
+    assert "train" not in pods and {"train(0)", "train(1)"} <= pods
 
 
 def test_register_resumes_against_the_registry(argo_run: tuple[Path, dict[str, str]]) -> None:
     ws, params = argo_run
     with RegistryServer(token=TOKEN) as registry:
+        # no storage URI: the workspace copy is registered (pvc://); the published one is tested below
         proc = _run(ws, {**params, "phase_04_registry_man_address": registry.url,
-                         "phase_04_registry_opt_force": "true"}, "--from-step", "register")
+                         "phase_04_registry_opt_force": "true", STORAGE: ""}, "--from-step", "register")
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert registry.calls("POST"), "nothing was registered"
     record = json.loads((ws / "registry" / "registration.json").read_text())
@@ -188,7 +238,9 @@ def test_kfp_twin_writes_the_same_workspace_files(argo_run: tuple[Path, dict[str
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
                workspace_root=str(ws))
     pipeline = kfp_pipeline.build_pipeline()
-    typed = {p.name: p.coerce(params[p.name]) for p in kfp_pipeline.INPUTS if p.name in params}
+    # the same inputs, without publishing (the workspace files are compared; kfp.local has no s3-secret)
+    inputs = {**params, STORAGE: ""}
+    typed = {p.name: p.coerce(inputs[p.name]) for p in kfp_pipeline.INPUTS if p.name in inputs}
     pipeline(**typed)
     parts = ("dataset", "train", "eval")
     assert _files(ws, parts) == _files(argo_ws, parts)
@@ -196,17 +248,6 @@ def test_kfp_twin_writes_the_same_workspace_files(argo_run: tuple[Path, dict[str
 
 
 # --- issue 15: the registered model outlives the run ----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():  # noqa: ANN201
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def test_published_to_s3_and_registered_with_that_uri(argo_run: tuple[Path, dict[str, str]], moto_endpoint: str,
@@ -266,7 +307,9 @@ def test_a_registered_workspace_uri_resolves_after_the_cleanup(argo_run: tuple[P
     assert run["exit_handler"] and run["tasks"]["exit-handler.delete-workspace"]["phase"] == "Skipped"
     model = ws / path  # the claim is the workspace: the registered path is a loadable checkpoint
     assert (model / "config.json").is_file() and any(model.glob("*.safetensors"))
-    assert "no storage URI and no registry address" in (ws / "pipeline_log.txt").read_text()  # the first run's
+    # the first run's preflight said where that run's model would live (it published, as the cluster run does)
+    assert (f"model home: published to {STORAGE_URI}/osft-model/1.0.0 (manifest last), not registered (no registry "
+            "address)") in (ws / "pipeline_log.txt").read_text()
 
 
 def test_published_to_a_models_volume(argo_run: tuple[Path, dict[str, str]], tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import yaml
 from typer.main import get_command
 from typer.testing import CliRunner, Result
 
+from tests.argo_nodes import NodeBuilder
 from tests.argo_stub import ArgoStub
 from workflows.argo import compile as comp
 from workflows.argo.pipeline import NAME
@@ -165,6 +166,27 @@ def test_watch_prints_each_step_and_the_failed_steps_message(monkeypatch: pytest
     assert "  train: Succeeded" in res.output and "  evaluate: Failed: Error (exit code 2)" in res.output
     assert "error: workflow osft-minimal-pipeline-00000 Failed: evaluate: Error (exit code 2): error: task arc_easy " \
            "has no data" in res.output
+
+
+def test_watch_shows_a_retried_task_once_with_its_final_state() -> None:
+    """Argo runs each attempt as a pod ``train(0)``, ``train(1)`` under a Retry node ``train``: --watch shows the
+    task, and a failed first attempt of a run that succeeded is no failure."""
+    b = NodeBuilder("osft-minimal-pipeline-00000")
+    root = b.boundary("osft-minimal-pipeline-00000")
+    b.task(root, "train", "train", "Succeeded", [{"phase": "Failed", "message": "OOMKilled (exit code 137)"},
+                                                  {"phase": "Succeeded"}])
+    b.task(root, "register", "register", "Skipped", message="when '' != '' evaluated false")
+    stub = ArgoStub(final_phase="Succeeded", final_nodes=b.nodes)
+    try:
+        stub.templates[("ml", NAME)] = {"metadata": {"name": NAME}, "spec": {"arguments": {"parameters": [
+            {"name": DATA}]}}}
+        res = invoke("submit", "-p", f"{DATA}=hf://o/d", "--watch", "--poll-seconds", "0.01", "--host", stub.url,
+                     "--token", stub.token, "-n", "ml")
+    finally:
+        stub.close()
+    assert res.exit_code == 0, res.output
+    assert "  train: Succeeded" in res.output and "  register: Skipped" in res.output
+    assert "train(0)" not in res.output and "train(1)" not in res.output
 
 
 def test_one_spelling_of_each_option_everywhere() -> None:

@@ -28,6 +28,7 @@ from hera.workflows import models as m
 from steps.common.errors import StepError
 from workflows import connection
 from workflows.argo import pipeline
+from workflows.argo.nodes import task_nodes
 from workflows.params import MINIMAL, TEMPLATES, ParamError, problems, to_text
 
 T = TypeVar("T")
@@ -221,13 +222,10 @@ def submit_from_template(target: ArgoTarget, overrides: Mapping[str, Any], insta
 
 
 def node_states(wf: Any) -> dict[str, dict[str, str]]:
-    """display name -> {phase, message} of a workflow's step pods (and skipped/omitted tasks)."""
-    nodes = (wf.status.nodes if wf.status else None) or {}
-    out: dict[str, dict[str, str]] = {}
-    for n in nodes.values():
-        if n.type in ("Pod", "Skipped", "Omitted", "Suspend") and n.display_name:
-            out[n.display_name] = {"phase": n.phase or "Pending", "message": n.message or ""}
-    return out
+    """task name -> {phase, message} of a workflow's tasks (a retried task once, with its final phase and its last
+    attempt's message; skipped/omitted tasks too): :func:`workflows.argo.nodes.task_nodes`."""
+    nodes = (request_body(wf).get("status") or {}).get("nodes") or {}
+    return {t["name"]: {"phase": t["phase"], "message": t["message"]} for t in task_nodes(nodes)}
 
 
 def wait_for(target: ArgoTarget, name: str, poll_seconds: float = 10.0, timeout_seconds: float = 0,

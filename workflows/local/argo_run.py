@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
+from workflows.argo.nodes import output_parameters, task_nodes
 from workflows.argo.pipeline import WORKSPACE_CLAIM
 from workflows.params import BY_NAME
 
@@ -30,10 +31,6 @@ def _seconds(start: str | None, end: str | None) -> float | None:
         return None
     parse = _dt.datetime.fromisoformat
     return round((parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds(), 3)
-
-
-def _outputs(node: Mapping[str, Any]) -> dict[str, str]:
-    return {p["name"]: str(p.get("value", "")) for p in (node.get("outputs") or {}).get("parameters") or []}
 
 
 def _json(text: str) -> dict[str, Any]:
@@ -55,21 +52,18 @@ def run_record(wf: Mapping[str, Any], ui: str) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     order: list[str] = []
     exit_handler = None
-    nodes = sorted((status.get("nodes") or {}).items(), key=lambda kv: kv[1].get("startedAt") or "~")
-    for node_id, n in nodes:
-        if n.get("type") not in ("Pod", "Skipped", "Omitted"):
-            continue
-        name = n.get("displayName") or n.get("name", node_id)
-        if name in tasks and n.get("type") == "Pod" and tasks[name]["phase"] == "Succeeded":
-            continue  # a retried step: keep the attempt that succeeded
-        task = {"name": name, "template": n.get("templateName", ""), "phase": n.get("phase", "Pending"),
-                "message": n.get("message", ""), "started": n.get("startedAt"), "finished": n.get("finishedAt"),
-                "duration_s": _seconds(n.get("startedAt"), n.get("finishedAt")),
-                "exit_code": (n.get("outputs") or {}).get("exitCode"), "outputs": _outputs(n),
-                "log_url": f"{ui}?nodeId={node_id}&nodePanelView=logs" if n.get("type") == "Pod" else ""}
-        if task["exit_code"] is not None:
-            task["exit_code"] = int(task["exit_code"])
-        if ".onExit" in str(n.get("name", "")) or name in ("record-status", "delete-workspace"):
+    for t in task_nodes(status.get("nodes") or {}):
+        node, last = t["node"], t["last"]
+        name = t["name"]
+        exit_code = (last.get("outputs") or {}).get("exitCode")
+        task = {"name": name, "template": node.get("templateName", ""), "phase": t["phase"],
+                "message": t["message"], "started": node.get("startedAt"), "finished": node.get("finishedAt"),
+                "duration_s": _seconds(node.get("startedAt"), node.get("finishedAt")),
+                "exit_code": int(exit_code) if exit_code is not None else None,
+                "outputs": output_parameters(t), "result": (t["outputs"] or {}).get("result"),
+                "attempts": t["attempts"],
+                "log_url": f"{ui}?nodeId={t['pod']}&nodePanelView=logs" if t["pod"] else ""}
+        if t["exit_handler"] or name in ("record-status", "delete-workspace"):
             exit_handler = exit_handler or task
             continue
         if name not in tasks:
@@ -94,7 +88,11 @@ def _from_outputs(out: Path, run: Mapping[str, Any]) -> None:
     train = _json((tasks.get("train") or tasks.get("train-trainjob") or {}).get("outputs", {}).get("summary", ""))
     ev = _json((tasks.get("evaluate") or {}).get("outputs", {}).get("summary", ""))
     reg = _json((tasks.get("register") or {}).get("outputs", {}).get("registration", ""))
+    # publish or publish-pvc (the other one is skipped): its summary names the durable URI the model went to
+    pub = next((p for p in (_json((tasks.get(t) or {}).get("outputs", {}).get("summary", ""))
+                            for t in ("publish", "publish-pvc")) if p.get("uri")), {})
     files = {"train/metrics.json": train or None,
+             "publish/publish.json": pub or None,
              "eval/comparison.json": {"gate": ev.get("gate", "n/a"), "max_regression": ev.get("max_regression"),
                                       "rows": ev.get("base_vs_tuned") or []} if ev else None,
              "registry/registration.json": reg or None}

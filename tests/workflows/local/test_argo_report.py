@@ -6,6 +6,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from tests.argo_nodes import NodeBuilder
 from tests.argo_stub import ArgoStub
 from workflows.cli import app
 
@@ -104,3 +105,65 @@ def test_a_workspace_copy_brings_the_plots_and_full_files(tmp_path: Path) -> Non
     assert "loss 3 → 0.9" in md.splitlines()[2] and "| rows | 1000 |" in md
     res, _ = _report(tmp_path, workflow(), "--workspace-copy", str(tmp_path / "none"))
     assert res.exit_code == 2 and "no such folder" in res.output
+
+
+def _retried(evaluate_phase: str = "Succeeded") -> dict[str, Any]:
+    """The workflow above laid out the way Argo lays it out: every retried task a Retry node over its attempt pods
+    (``train(0)`` failed, ``train(1)`` succeeded), the exit handler under ``<wf>.onExit`` (tests/argo_nodes.py)."""
+    flat = workflow("Succeeded" if evaluate_phase == "Succeeded" else "Failed", evaluate_phase)
+    b = NodeBuilder(NAME)
+    root, on_exit = b.boundary(NAME), None
+    for n in flat["status"]["nodes"].values():
+        out = n.get("outputs")
+        if n["type"] == "Skipped":
+            b.task(root, n["displayName"], n["templateName"], "Skipped", message=n.get("message", ""))
+            continue
+        failures = [{"phase": "Failed", "message": "OOMKilled (exit code 137)"}] if n["displayName"] == "train" else []
+        b.task(root, n["displayName"], n["templateName"], n["phase"],
+               [*failures, {"phase": n["phase"], "message": n.get("message", ""), "outputs": out}])
+    on_exit = b.boundary(f"{NAME}.onExit")
+    b.task(on_exit, "record-status", "record-status", "Succeeded", [{"phase": "Succeeded", "outputs": {
+        "parameters": [{"name": "final_loss", "value": "1.21"}, {"name": "eval_gate", "value": "pass"}]}}])
+    flat["status"]["nodes"] = b.nodes
+    return flat
+
+
+def test_a_retried_task_is_one_step_with_its_last_attempt(tmp_path: Path) -> None:
+    """Argo runs a retried task's attempts as pods named ``train(0)``, ``train(1)`` under a Retry node ``train``:
+    the report shows the task once, with its final phase, outputs and the last attempt's log."""
+    res, out = _report(tmp_path, _retried())
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["order"] == ["workspace-pvc", "preflight", "train", "train-trainjob", "evaluate", "register"]
+    train = run["tasks"]["train"]
+    assert (train["phase"], train["attempts"]) == ("Succeeded", 2)
+    last_pod = next(k for k, n in _retried()["status"]["nodes"].items() if n["displayName"] == "train(1)")
+    assert train["log_url"].endswith(f"?nodeId={last_pod}&nodePanelView=logs")
+    assert run["exit_handler"]["name"] == "record-status" and run["exit_handler"]["outputs"]["eval_gate"] == "pass"
+    first = (out / "report.md").read_text().splitlines()[2]
+    assert first.startswith("**PASSED the eval gate") and "loss 2.5 → 1.21" in first
+
+
+def test_a_task_that_failed_every_attempt_says_why(tmp_path: Path) -> None:
+    res, out = _report(tmp_path, _retried("Failed"))
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["tasks"]["evaluate"]["message"] == "Error (exit code 2)"  # the attempt's, not "No more retries left"
+    assert run["workflow"]["failed_task"] == "evaluate"
+
+
+def test_a_published_model_is_where_the_report_says_it_is(tmp_path: Path) -> None:
+    """A successful run deletes its workspace; when it published, the report's first line names the durable URI
+    (from the publish task's summary output), not "not kept"."""
+    wf = workflow()
+    summary = {"status": "published", "uri": "s3://models/osft/osft-model/1.0.0",
+               "manifest": "s3://models/osft/osft-model/1.0.0/osft-manifest.json", "total_bytes": 1234, "files": 5}
+    wf["status"]["nodes"]["n6"] = _node("n6", "publish", "Succeeded", "2026-01-01T11:33:30Z", "2026-01-01T11:33:50Z",
+                                        outputs={"summary": json.dumps(summary)})
+    wf["status"]["nodes"]["n7"] = _node("n7", "publish-pvc", "Skipped", "2026-01-01T11:33:30Z",
+                                        "2026-01-01T11:33:30Z", "Skipped", message="when 's3' == 'pvc' evaluated false")
+    res, out = _report(tmp_path, wf)
+    assert res.exit_code == 0, res.output
+    first = (out / "report.md").read_text().splitlines()[2]
+    assert "model: `s3://models/osft/osft-model/1.0.0`" in first and "not kept" not in first
+    assert "aws s3 sync s3://models/osft/osft-model/1.0.0 model/" in first
