@@ -73,6 +73,7 @@ def check_osft_command(tokens: list[str], app_command: Any) -> list[str]:
     takes_value = {o for p in cmd.params if p.param_type_name == "option" and not getattr(p, "is_flag", False)
                    for o in p.opts}
     rest = tokens[i:]
+    template = template_of_command(path, rest)
     for j, tok in enumerate(rest):
         word = tok.strip("[]()|")
         if not word.startswith("-") or word in ("-", "--") or re.match(r"^-\d", word):
@@ -87,7 +88,7 @@ def check_osft_command(tokens: list[str], app_command: Any) -> list[str]:
         if opt in ("-p", "--parameter"):
             value = word.split("=", 1)[1] if "=" in word and opt.startswith("--") else \
                 (rest[j + 1].strip("[]") if j + 1 < len(rest) else "")
-            problems += check_parameter(value, " ".join(path))
+            problems += check_parameter(value, " ".join(path), template)
         if opt in ("-f", "--parameter-file") and j + 1 < len(rest):
             problems += check_path(rest[j + 1], ROOT, " ".join(path), strict=False)
         if opt in takes_value and j + 1 >= len(rest):
@@ -95,13 +96,45 @@ def check_osft_command(tokens: list[str], app_command: Any) -> list[str]:
     return problems
 
 
-def check_parameter(pair: str, where: str) -> list[str]:
-    from workflows.params import BY_NAME
+def _option(tokens: list[str], *names: str) -> str:
+    for j, tok in enumerate(tokens):
+        for name in names:
+            if tok == name and j + 1 < len(tokens):
+                return tokens[j + 1]
+            if tok.startswith(f"{name}="):
+                return tok.split("=", 1)[1]
+    return ""
+
+
+def template_of_command(path: list[str], rest: list[str]) -> str | None:
+    """The pipeline template a command runs (its parameters are the ones it takes): ``run --template FILE``,
+    ``submit``/``doctor``/``argo submit --from workflowtemplate/NAME``, ``cron … --template NAME``; the minimal one
+    by default; None for another template (its parameters are not ours to check)."""
+    from workflows.params import MINIMAL, TEMPLATES
+
+    if path[-1] == "run":
+        name = Path(_option(rest, "--template")).name.removesuffix(".yaml") or MINIMAL
+    elif path[-1] in ("submit", "doctor"):
+        name = (_option(rest, "--from").split("/", 1) + [MINIMAL])[1] if _option(rest, "--from") else MINIMAL
+    elif path[:2] == ["osft-pipeline", "cron"]:
+        name = _option(rest, "--template") or MINIMAL
+    else:
+        return MINIMAL
+    return name if name in TEMPLATES else None
+
+
+def check_parameter(pair: str, where: str, template: str | None = "osft-minimal-pipeline") -> list[str]:
+    """A ``-p name=value``'s name is a parameter of ``template`` (any pipeline parameter when None)."""
+    from workflows.params import BY_NAME, names_for
 
     name = pair.split("=", 1)[0].strip("'\"")
     if _placeholder(name) or not name:
         return []
-    return [] if name in BY_NAME else [f"`{where}`: -p {name}: no such parameter"]
+    if name not in BY_NAME:
+        return [f"`{where}`: -p {name}: no such parameter"]
+    if template is not None and name not in names_for(template):
+        return [f"`{where}`: -p {name}: not a parameter of {template} (the command runs that template)"]
+    return []
 
 
 def check_path(token: str, base: Path, where: str, strict: bool = True) -> list[str]:
@@ -155,9 +188,11 @@ def check_text(text: str, where: str, base: Path) -> list[str]:
                 targets = [t for t in tokens[1:] if not t.startswith("-") and "=" not in t]
                 problems += [f"{where}: make {t}: no such target" for t in targets if t not in make_targets()]
             elif tokens[:2] == ["argo", "submit"]:
+                template = template_of_command(["argo", "submit"], tokens[2:])
                 for j, tok in enumerate(tokens):
                     if tok == "-p" and j + 1 < len(tokens):
-                        problems += [f"{where}: {p}" for p in check_parameter(tokens[j + 1], "argo submit")]
+                        problems += [f"{where}: {p}" for p in check_parameter(tokens[j + 1], "argo submit",
+                                                                                 template)]
             for tok in tokens[1:]:
                 problems += check_path(tok, ROOT, where, strict=False)
     for name in set(_PARAM.findall(text)):

@@ -32,6 +32,10 @@ def test_every_command_parameter_target_and_path_in_the_docs_is_real() -> None:
     ("```bash\nosft-pipeline submit -f examples/desktop-params.yaml\n```",
      "examples/desktop-params.yaml: no such file"),
     ("```bash\nosft-pipeline step train --use-liger/--no-liger\n```", "no option --no-liger"),
+    ("```bash\nosft-pipeline run -p phase_02_train_opt_lr_warmup=10\n```",
+     "-p phase_02_train_opt_lr_warmup: not a parameter of osft-minimal-pipeline"),
+    ("```bash\nargo submit --from workflowtemplate/osft-minimal-pipeline -p phase_02_train_opt_unmask=true\n```",
+     "-p phase_02_train_opt_unmask: not a parameter of osft-minimal-pipeline"),
 ])
 def test_the_check_catches(doc: str, problem: str) -> None:
     problems = docs_check.check_text(doc, "README.md", ROOT)
@@ -54,8 +58,8 @@ def test_readme_leads_with_the_two_commands_and_the_cluster_path() -> None:
 
 
 def test_each_topic_has_its_page_and_the_readme_links_them() -> None:
-    pages = {"cluster", "parameters", "steps", "step-dataset", "step-train", "step-evaluate", "step-register",
-             "local-runs", "kfp", "troubleshooting", "design"}
+    pages = {"cluster", "parameters", "templates", "steps", "step-dataset", "step-train", "step-evaluate",
+             "step-register", "local-runs", "kfp", "troubleshooting", "design"}
     assert {p.stem for p in (ROOT / "docs").glob("*.md")} >= pages
     linked = set(re.findall(r"\(docs/([\w-]+)\.md", README))
     assert linked >= pages

@@ -171,6 +171,18 @@ def _root(_: bool = typer.Option(False, "--version", callback=_version, is_eager
 DEFAULT_TEMPLATE = "templates/osft-minimal-pipeline.yaml"
 
 
+def _template_name(path: str) -> str | None:
+    """The pipeline template a compiled file is (its metadata.name, when it is one of ours), else None."""
+    from workflows.local.template import RunError, load_template
+    from workflows.params import TEMPLATES
+
+    try:
+        name = (load_template(path).get("metadata") or {}).get("name")
+    except RunError:
+        return None  # the run reports it
+    return name if name in TEMPLATES else None
+
+
 @app.command("run")
 def run_local(
     local: bool = typer.Option(True, "--local", help="Run on this machine (the default; for a cluster use "
@@ -179,7 +191,8 @@ def run_local(
     parameter_file: list[str] | None = _PFILE,
     workspace: str = typer.Option(".work/run", "--workspace", help="Local folder mapped to the workspace volume"),
     from_step: str = typer.Option("", "--from-step", help="Resume: re-run this step and what follows it"),
-    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Compiled WorkflowTemplate YAML"),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Compiled WorkflowTemplate YAML (the full one: "
+                                 "templates/osft-pipeline.yaml; docs/templates.md)"),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.html and report.md"),
     pvc: list[str] = typer.Option([], "--pvc", help="CLAIM=DIR: a local folder standing for a PersistentVolumeClaim "
                                   "a task mounts by name (e.g. a pvc:// storage URI's claim; repeat)"),
@@ -189,8 +202,9 @@ def run_local(
     from workflows.params import problems
 
     values, errors = gather_parameters(parameter, parameter_file)
-    if not errors and template == DEFAULT_TEMPLATE and not from_step:  # our template: every problem at once
-        errors = [str(e) for e in problems(values)[1]]
+    ours = _template_name(template)
+    if not errors and ours and not from_step:  # one of our templates: every problem at once, with its rules
+        errors = [str(e) for e in problems(values, ours)[1]]
     if errors:
         raise _fail_all(errors)
     raise typer.Exit(run_command(template, [f"{k}={v}" for k, v in values.items()], workspace, from_step, report,
@@ -260,9 +274,11 @@ def compile_cmd(
                                    "(needs an artifact repository)"),
     namespace: str = typer.Option("", "--namespace", "-n", help="Install namespace written into kustomization "
                                   "and RBAC (default: argo)"),
-    kfp: bool = typer.Option(False, "--kfp", help="Also write the KFP twin's IR (osft-minimal-pipeline.kfp.yaml)"),
+    kfp: bool = typer.Option(False, "--kfp", help="Also write the KFP twins' IR (osft-minimal-pipeline.kfp.yaml, "
+                             "osft-pipeline.kfp.yaml)"),
 ) -> None:
-    """Write the WorkflowTemplate, CronWorkflow and install manifests (deterministic); install with kubectl -k."""
+    """Write both WorkflowTemplates, their CronWorkflows and install manifests (deterministic); install with
+    kubectl -k."""
     import os
     from pathlib import Path
 
@@ -276,7 +292,7 @@ def compile_cmd(
     except ArgoError as exc:
         errors.append(str(exc))
     folder = Path(out)
-    ours = set(comp.FILES) | {"osft-minimal-pipeline.kfp.yaml"}
+    ours = set(comp.FILES) | set(comp.KFP_FILES.values())
     if folder.resolve() == comp.TEMPLATES_DIR.resolve() and not force:
         errors.append(f"--out {out} is the project's committed templates/ (the golden files tests compare with): "
                       "pass --force to regenerate them (`make compile` does), or choose another --out")
@@ -291,7 +307,8 @@ def compile_cmd(
             os.environ["OSFT_PIPELINE_IMAGE"] = image
         from workflows.kfp.pipeline import compile_kfp
 
-        print(compile_kfp(folder / "osft-minimal-pipeline.kfp.yaml"))
+        for template, name in comp.KFP_FILES.items():
+            print(compile_kfp(folder / name, template))
     print(f"install: kubectl apply -k {folder}", file=sys.stderr)
 
 
@@ -380,6 +397,7 @@ def submit_cmd(
         request_body,
         submit_from_template,
         submit_request,
+        template_of,
     )
 
     values, errors = gather_parameters(parameter, parameter_file)
@@ -391,9 +409,12 @@ def submit_cmd(
             errors.append(str(exc))
     if output not in ("", "yaml", "json", "name"):
         errors.append(f"--output {output!r}: use yaml, json or name")
-    if install and from_ref != f"workflowtemplate/{pipeline.NAME}":
-        errors.append(f"--install installs workflowtemplate/{pipeline.NAME}: leave --from at its default")
-    params, perrors = parameter_errors(values)
+    from workflows.params import TEMPLATES
+
+    if install and from_ref not in [f"workflowtemplate/{t}" for t in TEMPLATES]:
+        errors.append(f"--install installs workflowtemplate/{pipeline.NAME} or workflowtemplate/{pipeline.FULL_NAME}: "
+                      "submit --from one of them")
+    params, perrors = parameter_errors(values, template_of(from_ref))
     if errors or perrors:
         raise _fail_all(errors + perrors)
     if dry_run:
@@ -407,7 +428,8 @@ def submit_cmd(
         body = request_body(submit_request(ns, shown, from_ref, service_account))
         docs: list[object] = []
         if install:
-            objs = install_objects(ns, image=image or pipeline.IMAGE, artifacts=artifacts)
+            objs = install_objects(ns, image=image or pipeline.IMAGE, artifacts=artifacts,
+                                   template=template_of(from_ref))
             tmpl = _ordered(objs["template"].to_dict())
             tmpl["metadata"]["namespace"] = ns
             docs += [{**r, "metadata": {**r["metadata"], "namespace": ns}} for r in objs["rbac"]] + [tmpl]
@@ -447,8 +469,19 @@ def submit_cmd(
         raise typer.Exit(1)
 
 
-cron_app = typer.Typer(no_args_is_help=True, help="The retraining CronWorkflow (osft-minimal-pipeline-retrain).")
+cron_app = typer.Typer(no_args_is_help=True, help="The retraining CronWorkflows (osft-minimal-pipeline-retrain, "
+                       "osft-pipeline-retrain).")
 app.add_typer(cron_app, name="cron")
+_CRON_TEMPLATE = typer.Option("osft-minimal-pipeline", "--template", help="Whose cron: osft-minimal-pipeline or "
+                              "osft-pipeline (docs/templates.md)")
+
+
+def _cron_template(name: str) -> str:
+    from workflows.params import TEMPLATES
+
+    if name not in TEMPLATES:
+        raise _fail_all([f"--template {name!r}: use {' or '.join(TEMPLATES)}"])
+    return name
 
 
 @cron_app.command("install")
@@ -458,6 +491,7 @@ def cron_install(
     schedule: str = typer.Option("0 3 * * 0", "--schedule", help="Cron schedule (5 fields or @daily …)"),
     timezone: str = typer.Option("UTC", "--timezone", help="IANA timezone of the schedule"),
     suspend: bool = typer.Option(False, "--suspend", help="Install suspended"),
+    template: str = _CRON_TEMPLATE,
     host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
     insecure: bool | None = _INSECURE,
 ) -> None:
@@ -465,47 +499,49 @@ def cron_install(
     from workflows.argo.cron import CronError, check_schedule, check_timezone
     from workflows.argo.submit import ArgoTarget, install_cron, parameter_errors
 
+    template = _cron_template(template)
     values, errors = gather_parameters(parameter, parameter_file)
     for check, arg in ((check_schedule, schedule), (check_timezone, timezone)):
         try:
             check(arg)
         except CronError as exc:
             errors.append(str(exc))
-    errors += parameter_errors(values)[1]
+    errors += parameter_errors(values, template)[1]
     if errors:
         raise _fail_all(errors)
     try:
         name = install_cron(ArgoTarget.resolve(host, token, namespace, insecure), values,
-                            schedule=schedule, timezone=timezone, suspend=suspend)
+                            schedule=schedule, timezone=timezone, suspend=suspend, template=template)
     except StepError as exc:
         raise _fail(exc) from None
     print(f"cronworkflow/{name} installed" + (" (suspended)" if suspend else ""))
 
 
-def _cron_toggle(suspended: bool, host: str | None, token: str | None, namespace: str | None,
+def _cron_toggle(suspended: bool, template: str, host: str | None, token: str | None, namespace: str | None,
                  insecure: bool | None) -> None:
-    from workflows.argo.pipeline import CRON_NAME
+    from workflows.argo.pipeline import cron_name
     from workflows.argo.submit import ArgoTarget, set_cron_suspended
 
+    template = _cron_template(template)
     try:
-        state = set_cron_suspended(ArgoTarget.resolve(host, token, namespace, insecure), suspended)
+        state = set_cron_suspended(ArgoTarget.resolve(host, token, namespace, insecure), suspended, template)
     except StepError as exc:
         raise _fail(exc) from None
-    print(f"cronworkflow/{CRON_NAME} {'suspended' if state else 'active'}")
+    print(f"cronworkflow/{cron_name(template)} {'suspended' if state else 'active'}")
 
 
 @cron_app.command("suspend")
-def cron_suspend(host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
-                 insecure: bool | None = _INSECURE) -> None:
+def cron_suspend(template: str = _CRON_TEMPLATE, host: str | None = _HOST, token: str | None = _TOKEN,
+                 namespace: str | None = _NS, insecure: bool | None = _INSECURE) -> None:
     """Suspend the CronWorkflow (no new runs until resumed)."""
-    _cron_toggle(True, host, token, namespace, insecure)
+    _cron_toggle(True, template, host, token, namespace, insecure)
 
 
 @cron_app.command("resume")
-def cron_resume(host: str | None = _HOST, token: str | None = _TOKEN, namespace: str | None = _NS,
-                insecure: bool | None = _INSECURE) -> None:
+def cron_resume(template: str = _CRON_TEMPLATE, host: str | None = _HOST, token: str | None = _TOKEN,
+                namespace: str | None = _NS, insecure: bool | None = _INSECURE) -> None:
     """Resume the CronWorkflow."""
-    _cron_toggle(False, host, token, namespace, insecure)
+    _cron_toggle(False, template, host, token, namespace, insecure)
 
 
 @app.command("doctor")
@@ -518,11 +554,13 @@ def doctor_cmd(
     kubeconfig: str = typer.Option("", "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, "
                                    "~/.kube/config; in a pod: its service account)"),
     context: str = typer.Option("", "--context", help="kubeconfig context (default: the current one)"),
+    from_ref: str = typer.Option("workflowtemplate/osft-minimal-pipeline", "--from", help="The template the run "
+                                 "will use (its parameters): workflowtemplate/NAME, as submit --from"),
 ) -> None:
     """Check the cluster's prerequisites for a run with these parameters, one line each, with the fix."""
     import os
 
-    from workflows.argo.submit import ArgoError, check_namespace
+    from workflows.argo.submit import ArgoError, check_namespace, template_of
     from workflows.doctor import diagnose
     from workflows.kube import api_client
     from workflows.params import problems
@@ -534,7 +572,7 @@ def doctor_cmd(
     except ArgoError as exc:
         errors.append(str(exc))
     placeholder = {"phase_01_dataset_man_data_uri": "hf://placeholder/dataset"}  # the dataset is not asked here
-    checked, perrors = problems(placeholder | values)
+    checked, perrors = problems(placeholder | values, template_of(from_ref))
     errors += [str(e) for e in perrors]
     if errors:
         raise _fail_all(errors)

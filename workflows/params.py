@@ -1,10 +1,16 @@
 """The pipeline's parameters, defined once, and every rule they must satisfy.
 
-Every binding reads this list: the Hera WorkflowTemplate arguments, the KFP pipeline inputs, the
-CLI's ``-p name=value`` overrides, the preflight check and the table in docs/parameters.md. Names, types and
-defaults of the original ``osft_minimal_pipeline`` are kept exactly (``original=True``): upstream's
-current 20 inputs in its order, plus the seed's ``phase_01_dataset_opt_hf_token`` (``upstream=False``,
-dropped upstream). The parameters this port adds come after them.
+Two WorkflowTemplates are built from this one list: ``osft-minimal-pipeline`` (the contract of the original
+``osft_minimal_pipeline``) and ``osft-pipeline`` (every input of upstream's full ``osft`` pipeline). Each
+parameter says which template(s) it belongs to (``templates``) and may carry a default per template where
+upstream's full pipeline differs from ours (``defaults``). Every binding reads this list: the Hera
+WorkflowTemplates and CronWorkflows, the KFP pipelines, the CLI's ``-p name=value`` overrides, the preflight
+check and the tables in docs/parameters.md.
+
+Order and names: the minimal template takes upstream osft_minimal's current 20 inputs in its order, plus the
+seed's ``phase_01_dataset_opt_hf_token`` (``upstream=False``, dropped upstream), then this port's additions;
+the full template takes upstream osft's 44 inputs in its order (:data:`FULL_UPSTREAM_ORDER`), then the additions
+both templates share.
 
 Rules live in one place each. A parameter that a step consumes is checked by *that step's own*
 validation function (:func:`step_rules`), called with the values the step will get, so a value the step
@@ -128,9 +134,14 @@ def _storage_class(v: str) -> str | None:
     return None if v == "" or _DNS_NAME.match(v) else "must be a storage class name (or empty for the default)"
 
 
-@dataclass(frozen=True)
+MINIMAL = "osft-minimal-pipeline"  # the original osft_minimal contract
+FULL = "osft-pipeline"  # every input of upstream's full osft pipeline
+TEMPLATES = (MINIMAL, FULL)
+
+
+@dataclass(frozen=True, eq=False)
 class Param:
-    """One pipeline parameter: name, type, default, description, and its validation rule."""
+    """One pipeline parameter: name, type, default, description, its validation rule, and its templates."""
 
     name: str
     type: type
@@ -139,12 +150,18 @@ class Param:
     rule: Rule | None = None
     enum: tuple[str, ...] | None = None
     secret: bool = False
-    original: bool = True  # an input of the original pipeline (upstream's 20 or the seed's list)
+    original: bool = True  # (minimal) an input of the original pipeline (upstream's 20 or the seed's list)
     upstream: bool = True  # (original only) among upstream osft_minimal's current 20 inputs
+    templates: tuple[str, ...] = TEMPLATES  # the WorkflowTemplates (and KFP twins) that take it
+    defaults: Mapping[str, Any] = field(default_factory=dict)  # template -> its default, where it differs
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    def default_for(self, template: str) -> Any:
+        """This parameter's default in ``template`` (upstream's full pipeline differs in a few)."""
+        return self.defaults.get(template, self.default)
 
     def coerce(self, raw: Any) -> Any:
         """Turn a CLI/Argo string (or a Python value) into this parameter's type, or raise ParamError."""
@@ -187,6 +204,13 @@ def _coerce(kind: type, raw: Any) -> Any:
             return float(str(raw).strip()) if not isinstance(raw, int | float) else float(raw)
         except ValueError:
             raise ValueError("must be a number") from None
+    if kind is dict:
+        from steps.common.kv import parse_typed
+
+        try:
+            return parse_typed(raw, "value")
+        except StepError as exc:
+            raise ValueError(str(exc).removeprefix("value: ").removeprefix("value ")) from None
     if kind is list:
         if isinstance(raw, list | tuple):
             items = list(raw)
@@ -209,7 +233,7 @@ def to_text(value: Any) -> str:
     """Render a value the way Argo parameters carry it (lists as JSON, bools lowercase)."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
+    if isinstance(value, list | dict):
         return json.dumps(value)
     return str(value)
 
@@ -250,7 +274,8 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_02_train_opt_runtime", str, "training-hub",
           "Name of the ClusterTrainingRuntime to use (when workers > 1)"),
     Param("phase_04_registry_opt_port", int, 8080, "Model registry server port", _range(1, 65535)),
-    Param("phase_04_registry_opt_format_version", str, "2.9", "Model format version for registry"),
+    Param("phase_04_registry_opt_format_version", str, "2.9", "Model format version for registry",
+          defaults={FULL: "1.0"}),
     # --- added by this port -----------------------------------------------------------------------------------
     Param("phase_00_workspace_opt_size", str, "50Gi", "Size of the per-run workspace volume (e.g. 50Gi)", _quantity,
           original=False),
@@ -264,10 +289,10 @@ PARAMS: tuple[Param, ...] = (
     Param("phase_01_dataset_opt_seed", int, 42, "Seed of the train/eval split (only the split)", original=False),
     Param("phase_02_train_opt_seed", int, 42, "Seed of training (upstream osft pipeline's name)", original=False),
     Param("phase_02_train_opt_cpu", str, "4",
-          "CPU request of the train pod: cores (4, 0.5) or millicores (500m); no CPU limit (upstream osft "
-          "pipeline's name)", _cpu, original=False),
+          "CPU request of each training pod: cores (4, 0.5) or millicores (500m); no CPU limit (upstream osft "
+          "pipeline's name)", _cpu, original=False, defaults={FULL: "8"}),
     Param("phase_02_train_opt_memory", str, "32Gi",
-          "Memory of the train pod, request = limit (e.g. 32Gi; upstream osft pipeline's name)", _memory,
+          "Memory of each training pod, request = limit (e.g. 32Gi; upstream osft pipeline's name)", _memory,
           original=False),
     Param("phase_03_eval_opt_limit", int, -1,
           "Max documents per eval task (-1 = all, upstream's value; 0 also means all)", original=False),
@@ -292,14 +317,149 @@ PARAMS: tuple[Param, ...] = (
           "Durable storage the final model is published to before registration: s3://bucket/prefix or "
           "pvc://claim/path (files under <prefix>/<name>/<version or run>/, manifest last); empty = register the "
           "workspace copy and keep the workspace volume (docs/publishing.md)", original=False),
+    # --- only in the full template (osft-pipeline): upstream osft's inputs beyond osft_minimal's -----------------
+    Param("phase_04_registry_man_reg_author", str, "pipeline",
+          "Author (and owner) recorded for the registered model", templates=(FULL,)),
+    Param("phase_02_train_opt_annotations", str, "",
+          "Annotations of the training pods, key=val,... (at most 8; set when the pods are created)",
+          templates=(FULL,)),
+    Param("phase_02_train_opt_env_vars", str, "",
+          "Env vars of the training processes, KEY=VAL,... (names that look like secrets are refused: use the "
+          "secrets)", templates=(FULL,)),
+    Param("phase_02_train_opt_labels", str, "",
+          "Labels of the training pods, key=val,... (at most 8; set when the pods are created)", templates=(FULL,)),
+    Param("phase_02_train_opt_lr_scheduler", str, "cosine",
+          "[OSFT] LR schedule (cosine, linear, constant, constant_with_warmup, cosine_with_restarts, polynomial, "
+          "inverse_sqrt)", templates=(FULL,)),
+    Param("phase_02_train_opt_lr_scheduler_kwargs", str, "",
+          "[OSFT] Extra scheduler params, key=val,... or a JSON object; numbers and true/false arrive typed "
+          "(e.g. num_cycles=2)", templates=(FULL,)),
+    Param("phase_02_train_opt_lr_warmup", int, 0, "Warmup steps before full LR", templates=(FULL,)),
+    Param("phase_02_train_opt_num_procs", str, "auto",
+          "Processes per training pod ('auto' = one per GPU, or at most the GPU count)", templates=(FULL,)),
+    Param("phase_02_train_opt_processed_data", bool, False,
+          "[OSFT] The dataset is pre-tokenised: rows of input_ids and labels (token ids, -100 = masked), checked "
+          "by the dataset step and trained on as they are", templates=(FULL,)),
+    Param("phase_02_train_opt_save_epoch", bool, False, "Save a checkpoint at each epoch. Usually false for OSFT",
+          templates=(FULL,)),
+    Param("phase_02_train_opt_save_final", bool, True, "[OSFT] Save the final checkpoint after all epochs",
+          templates=(FULL,)),
+    Param("phase_02_train_opt_target_patterns", str, "",
+          "[OSFT] Module name patterns to unfreeze, comma-separated (empty = the library's defaults for the model)",
+          templates=(FULL,)),
+    Param("phase_02_train_opt_unmask", bool, False,
+          "[OSFT] Train on every token of each conversation (false = the assistant's turns only)",
+          templates=(FULL,)),
+    Param("phase_03_eval_opt_gen_kwargs", dict, {},
+          "Generation params for generative tasks, a JSON object or key=val,... (e.g. max_gen_toks, temperature)",
+          templates=(FULL,)),
+    Param("phase_03_eval_opt_log_samples", bool, True,
+          "Write every scored document and the model's answer to eval/samples.jsonl on the workspace",
+          templates=(FULL,)),
+    Param("phase_03_eval_opt_model_args", dict, {},
+          "lm-eval model init args, a JSON object or key=val,... (e.g. dtype, max_length)", templates=(FULL,)),
+    Param("phase_03_eval_opt_verbosity", str, "INFO", "lm-eval logging level (DEBUG, INFO, WARNING, ERROR)",
+          templates=(FULL,)),
+    Param("phase_04_registry_opt_description", str, "",
+          "Model version description (empty = one naming the base model and the run)", templates=(FULL,)),
+    Param("phase_04_registry_opt_format_name", str, "pytorch", "Model format (pytorch, onnx, tensorflow)",
+          templates=(FULL,)),
 )
 
 BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
-ORIGINAL: tuple[Param, ...] = tuple(p for p in PARAMS if p.original)
+ORIGINAL: tuple[Param, ...] = tuple(p for p in PARAMS if p.original and MINIMAL in p.templates)
 UPSTREAM: tuple[Param, ...] = tuple(p for p in ORIGINAL if p.upstream)
+# upstream osft pipeline's 44 inputs in its signature order (tests/data/spec/upstream-osft-inputs.json)
+FULL_UPSTREAM_ORDER: tuple[str, ...] = (
+    "phase_01_dataset_man_data_uri", "phase_01_dataset_man_data_split", "phase_02_train_man_train_batch",
+    "phase_02_train_man_train_epochs", "phase_02_train_man_train_gpu", "phase_02_train_man_train_model",
+    "phase_02_train_man_train_tokens", "phase_02_train_man_train_unfreeze", "phase_02_train_man_train_workers",
+    "phase_03_eval_man_eval_tasks", "phase_04_registry_man_address", "phase_04_registry_man_reg_author",
+    "phase_04_registry_man_reg_name", "phase_04_registry_man_reg_version", "phase_01_dataset_opt_subset",
+    "phase_02_train_opt_annotations", "phase_02_train_opt_cpu", "phase_02_train_opt_env_vars",
+    "phase_02_train_opt_labels", "phase_02_train_opt_learning_rate", "phase_02_train_opt_lr_scheduler",
+    "phase_02_train_opt_lr_scheduler_kwargs", "phase_02_train_opt_lr_warmup", "phase_02_train_opt_max_seq_len",
+    "phase_02_train_opt_memory", "phase_02_train_opt_num_procs", "phase_02_train_opt_processed_data",
+    "phase_02_train_opt_save_epoch", "phase_02_train_opt_save_final", "phase_02_train_opt_seed",
+    "phase_02_train_opt_target_patterns", "phase_02_train_opt_unmask", "phase_02_train_opt_use_liger",
+    "phase_02_train_opt_runtime", "phase_03_eval_opt_batch", "phase_03_eval_opt_gen_kwargs",
+    "phase_03_eval_opt_limit", "phase_03_eval_opt_log_samples", "phase_03_eval_opt_model_args",
+    "phase_03_eval_opt_verbosity", "phase_04_registry_opt_description", "phase_04_registry_opt_format_name",
+    "phase_04_registry_opt_format_version", "phase_04_registry_opt_port",
+)
 
 
-# --------------------------------------------------------------------------------------------- step rules
+def params_for(template: str = MINIMAL) -> tuple[Param, ...]:
+    """The parameters of ``template`` in its order: the minimal's as listed in PARAMS; the full's upstream osft's
+    44 in upstream's order, then the additions both templates share."""
+    if template not in TEMPLATES:
+        raise ParamError(f"unknown pipeline template {template!r}: use {' or '.join(TEMPLATES)}")
+    members = [p for p in PARAMS if template in p.templates]
+    if template == MINIMAL:
+        return tuple(members)
+    first = [BY_NAME[n] for n in FULL_UPSTREAM_ORDER]
+    return tuple(first + [p for p in members if p.name not in FULL_UPSTREAM_ORDER])
+
+
+def names_for(template: str = MINIMAL) -> set[str]:
+    """The parameter names ``template`` takes."""
+    return {p.name for p in params_for(template)}
+
+
+def template_of(name: str) -> str | None:
+    """Which pipeline template a WorkflowTemplate/KFP pipeline name is (None: not one of ours)."""
+    return name if name in TEMPLATES else None
+
+
+# ----------------------------------------------------------------------------- step inputs and step rules
+
+# Each step function's arguments that come straight from a pipeline parameter: the templates pass exactly these
+# (an argument whose parameter a template does not take keeps the step's own default), and the step's own
+# validation function, which takes the same argument names, checks them in the preflight (step_rules).
+STEP_INPUTS: dict[str, dict[str, str]] = {
+    "dataset": {"data_uri": "phase_01_dataset_man_data_uri", "split": "phase_01_dataset_man_data_split",
+                "subset": "phase_01_dataset_opt_subset", "seed": "phase_01_dataset_opt_seed",
+                "hf_token": "phase_01_dataset_opt_hf_token", "processed_data": "phase_02_train_opt_processed_data"},
+    "train": {
+        "model": "phase_02_train_man_train_model", "effective_batch_size": "phase_02_train_man_train_batch",
+        "epochs": "phase_02_train_man_train_epochs", "max_tokens_per_gpu": "phase_02_train_man_train_tokens",
+        "max_seq_len": "phase_02_train_opt_max_seq_len", "learning_rate": "phase_02_train_opt_learning_rate",
+        "unfreeze_rank_ratio": "phase_02_train_man_train_unfreeze", "use_liger": "phase_02_train_opt_use_liger",
+        "seed": "phase_02_train_opt_seed", "lr_scheduler": "phase_02_train_opt_lr_scheduler",
+        "warmup_steps": "phase_02_train_opt_lr_warmup", "checkpoint_at_epoch": "phase_02_train_opt_save_epoch",
+        "save_final_checkpoint": "phase_02_train_opt_save_final", "nproc_per_node": "phase_02_train_opt_num_procs",
+        "lr_scheduler_kwargs": "phase_02_train_opt_lr_scheduler_kwargs",
+        "target_patterns": "phase_02_train_opt_target_patterns", "unmask_messages": "phase_02_train_opt_unmask",
+        "use_processed_dataset": "phase_02_train_opt_processed_data", "env_vars": "phase_02_train_opt_env_vars"},
+    # the TrainJob's own settings, beyond the train step's
+    "train-trainjob": {"workers": "phase_02_train_man_train_workers", "gpus_per_worker": "phase_02_train_man_train_gpu",
+                       "runtime": "phase_02_train_opt_runtime", "cpu_per_worker": "phase_02_train_opt_cpu",
+                       "memory_per_worker": "phase_02_train_opt_memory", "labels": "phase_02_train_opt_labels",
+                       "annotations": "phase_02_train_opt_annotations"},
+    "evaluate": {"limit": "phase_03_eval_opt_limit", "batch_size": "phase_03_eval_opt_batch",
+                 "max_regression": "phase_03_eval_opt_max_regression", "model_args": "phase_03_eval_opt_model_args",
+                 "gen_kwargs": "phase_03_eval_opt_gen_kwargs", "log_samples": "phase_03_eval_opt_log_samples",
+                 "verbosity": "phase_03_eval_opt_verbosity"},
+    "publish": {"storage_uri": "phase_04_registry_opt_storage_uri", "name": "phase_04_registry_man_reg_name",
+                "version": "phase_04_registry_man_reg_version", "force": "phase_04_registry_opt_force"},
+    "register": {"address": "phase_04_registry_man_address", "port": "phase_04_registry_opt_port",
+                 "name": "phase_04_registry_man_reg_name", "version": "phase_04_registry_man_reg_version",
+                 "format_version": "phase_04_registry_opt_format_version",
+                 "format_name": "phase_04_registry_opt_format_name", "author": "phase_04_registry_man_reg_author",
+                 "description": "phase_04_registry_opt_description", "force": "phase_04_registry_opt_force",
+                 "storage_uri": "phase_04_registry_opt_storage_uri"},
+}
+
+
+def step_inputs(step: str, template: str = MINIMAL) -> dict[str, str]:
+    """The arguments of ``step`` that ``template``'s parameters feed (argument -> parameter)."""
+    names = names_for(template)
+    return {arg: name for arg, name in STEP_INPUTS[step].items() if name in names}
+
+
+def _only(step: str, *args: str) -> dict[str, str]:
+    return {a: STEP_INPUTS[step][a] for a in args}
+
 
 
 @dataclass(frozen=True)
@@ -331,9 +491,12 @@ class StepRule:
         return ", ".join(self.params())
 
     def apply(self, values: Mapping[str, Any]) -> None:
+        """Run the check on ``values``; an argument whose parameter the template does not take is left out, so
+        the step's own default applies (as it does in that template's pods)."""
         if not self.when(values):
             return
-        kwargs = {arg: (values[src] if isinstance(src, str) else src(values)) for arg, src in self.args.items()}
+        kwargs = {arg: (values[src] if isinstance(src, str) else src(values)) for arg, src in self.args.items()
+                  if not isinstance(src, str) or src in values}
         try:
             self.check(**kwargs)
         except ParamError:
@@ -377,59 +540,61 @@ def step_rules() -> tuple[StepRule, ...]:
     from steps.evaluate.task_plan import check_task_list
     from steps.publish import validate_inputs as publish_inputs
     from steps.register import validate_inputs as register_inputs
+    from steps.train import check_nproc
     from steps.train import validate_params as train_params
     from steps.train.model_source import check_model_ref
+    from steps.train.pod_settings import validate_pod_settings
     from steps.train.trainjob import validate_trainjob
 
+    train = {k: v for k, v in STEP_INPUTS["train"].items()}
     return (
         StepRule("dataset", parse_source, {"uri": "phase_01_dataset_man_data_uri"},
                  topics={"": "phase_01_dataset_man_data_uri"}),
-        StepRule("dataset", dataset_args, {"split": "phase_01_dataset_man_data_split",
-                                           "subset": "phase_01_dataset_opt_subset",
-                                           "seed": "phase_01_dataset_opt_seed"}),
+        StepRule("dataset", dataset_args, _only("dataset", "split", "subset", "seed")),
         StepRule("train", check_model_ref, {"ref": "phase_02_train_man_train_model"},
                  topics={"": "phase_02_train_man_train_model"}),
-        StepRule("train", train_params, {
-            "model": "phase_02_train_man_train_model", "effective_batch_size": "phase_02_train_man_train_batch",
-            "epochs": "phase_02_train_man_train_epochs", "max_tokens_per_gpu": "phase_02_train_man_train_tokens",
-            "max_seq_len": "phase_02_train_opt_max_seq_len", "learning_rate": "phase_02_train_opt_learning_rate",
-            "unfreeze_rank_ratio": "phase_02_train_man_train_unfreeze", "use_liger": "phase_02_train_opt_use_liger",
-            "seed": "phase_02_train_opt_seed"}),
-        StepRule("train-trainjob", validate_trainjob, {
-            "workers": "phase_02_train_man_train_workers", "gpus_per_worker": "phase_02_train_man_train_gpu",
-            "runtime": "phase_02_train_opt_runtime"},
-            when=lambda values: values["phase_02_train_man_train_workers"] > 1),
+        StepRule("train", train_params, train,
+                 topics={"checkpoint_at_epoch and save_final_checkpoint": "phase_02_train_opt_save_final"}),
+        StepRule("train", check_nproc, {"nproc_per_node": "phase_02_train_opt_num_procs",
+                                        "gpus": "phase_02_train_man_train_gpu"},
+                 topics={"": "phase_02_train_opt_num_procs"}),
+        StepRule("train", validate_pod_settings, _only("train-trainjob", "labels", "annotations")),
+        StepRule("train-trainjob", validate_trainjob, _only("train-trainjob", "workers", "gpus_per_worker", "runtime"),
+                 when=lambda values: values["phase_02_train_man_train_workers"] > 1),
         StepRule("evaluate", check_task_list, {"tasks": "phase_03_eval_man_eval_tasks"},
                  topics={"": "phase_03_eval_man_eval_tasks"}),
-        StepRule("evaluate", eval_args, {"limit": "phase_03_eval_opt_limit", "batch_size": "phase_03_eval_opt_batch",
-                                         "max_regression": "phase_03_eval_opt_max_regression"}),
-        StepRule("register", register_inputs, {
-            "address": "phase_04_registry_man_address", "port": "phase_04_registry_opt_port",
-            "name": "phase_04_registry_man_reg_name", "version": "phase_04_registry_man_reg_version",
-            "format_version": "phase_04_registry_opt_format_version"},
-            when=_registering, topics={"registry address": "phase_04_registry_man_address",
-                                       "registry port": "phase_04_registry_opt_port"}),
-        StepRule("publish", publish_inputs, {
-            "storage_uri": "phase_04_registry_opt_storage_uri", "name": "phase_04_registry_man_reg_name",
-            "version": "phase_04_registry_man_reg_version"},
-            when=_publishing, topics={"storage_uri": "phase_04_registry_opt_storage_uri",
-                                      "name": "phase_04_registry_man_reg_name"}),
+        StepRule("evaluate", eval_args, dict(STEP_INPUTS["evaluate"])),
+        StepRule("register", register_inputs, {k: v for k, v in STEP_INPUTS["register"].items()
+                                               if k not in ("force", "storage_uri")},
+                 when=_registering, topics={"registry address": "phase_04_registry_man_address",
+                                            "registry port": "phase_04_registry_opt_port"}),
+        StepRule("publish", publish_inputs, _only("publish", "storage_uri", "name", "version"),
+                 when=_publishing, topics={"storage_uri": "phase_04_registry_opt_storage_uri",
+                                           "name": "phase_04_registry_man_reg_name"}),
     )
 
 
-def problems(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParamError]]:
-    """Every problem of ``values`` at once: unknown names, values their own rule refuses, missing required ones,
-    then the steps' rules (:func:`step_rules`) whose inputs are all valid. Returns the values checked so far
-    (defaults overlaid) and the errors, in parameter order."""
-    errors: list[ParamError] = []
-    for name in values:
-        if name not in BY_NAME:
-            close = difflib.get_close_matches(name, BY_NAME, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            errors.append(ParamError(f"unknown parameter {name!r}{hint}: see docs/parameters.md"))
+def _unknown(name: str, template: str) -> ParamError:
+    others = [t for t in TEMPLATES if t != template and name in names_for(t)]
+    if others:
+        return ParamError(f"{name} is a parameter of the {others[0]} template, not of {template}: run that one "
+                          f"(--template templates/{others[0]}.yaml, or submit --from workflowtemplate/{others[0]}; "
+                          "docs/templates.md)")
+    close = difflib.get_close_matches(name, names_for(template), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return ParamError(f"unknown parameter {name!r}{hint}: see docs/parameters.md")
+
+
+def problems(values: Mapping[str, Any], template: str = MINIMAL) -> tuple[dict[str, Any], list[ParamError]]:
+    """Every problem of ``values`` for ``template`` at once: unknown names, values their own rule refuses,
+    missing required ones, then the steps' rules (:func:`step_rules`) whose inputs are all valid. Returns the
+    values checked so far (the template's defaults overlaid) and the errors, in parameter order."""
+    members = params_for(template)
+    known = {p.name for p in members}
+    errors: list[ParamError] = [_unknown(name, template) for name in values if name not in known]
     out: dict[str, Any] = {}
     bad: set[str] = set()
-    for p in PARAMS:
+    for p in members:
         if p.name in values:
             try:
                 out[p.name] = p.coerce(values[p.name])
@@ -440,7 +605,7 @@ def problems(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParamError
             errors.append(ParamError(f"{p.name} is required: pass -p {p.name}=<value> ({p.description})"))
             bad.add(p.name)
         else:
-            out[p.name] = p.default
+            out[p.name] = p.default_for(template)
     for rule in step_rules():
         if bad & set(rule.params()) or (bad and any(not isinstance(v, str) for v in rule.args.values())):
             continue  # its inputs already failed their own rule
@@ -451,10 +616,10 @@ def problems(values: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParamError
     return out, errors
 
 
-def validate(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``values``, every one coerced and checked by its own rule and by the steps' rules
-    (:func:`step_rules`); raises ParamError on the first problem (:func:`problems` lists them all)."""
-    out, errors = problems(values)
+def validate(values: Mapping[str, Any], template: str = MINIMAL) -> dict[str, Any]:
+    """``template``'s defaults overlaid with ``values``, every one coerced and checked by its own rule and by the
+    steps' rules (:func:`step_rules`); raises ParamError on the first problem (:func:`problems` lists them all)."""
+    out, errors = problems(values, template)
     if errors:
         raise errors[0]
     return out
@@ -471,16 +636,28 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _default_cell(p: Param) -> str:
+def _default_cell(p: Param, template: str) -> str:
     if p.required:
         return "required"
-    return f"`{to_text(p.default)}`" if to_text(p.default) else '`""`'
+    text = to_text(p.default_for(template))
+    return f"`{text}`" if text else '`""`'
 
 
-def readme_table() -> str:
-    """The parameter table of docs/parameters.md, rendered from PARAMS."""
+def _origin(p: Param, template: str) -> str:
+    if template == FULL:
+        if p.name in FULL_UPSTREAM_ORDER:
+            return ""
+        return " *(seed's list; dropped upstream)*" if p.original and not p.upstream else " *(added)*"
+    return "" if p.original and p.upstream else " *(seed's list; dropped upstream)*" if p.original else " *(added)*"
+
+
+def readme_table(template: str = MINIMAL) -> str:
+    """A parameter table of docs/parameters.md (one per template), rendered from PARAMS."""
     rows = ["| Parameter | Type | Default | Description |", "|-----------|------|---------|-------------|"]
-    for p in PARAMS:
-        mark = "" if p.original and p.upstream else " *(seed's list; dropped upstream)*" if p.original else " *(added)*"
-        rows.append(f"| `{p.name}` | `{p.type.__name__}` | {_default_cell(p)} | {p.description}{mark} |")
+    for p in params_for(template):
+        other = [t for t in TEMPLATES if t != template and t in p.templates
+                 and to_text(p.default_for(t)) != to_text(p.default_for(template))]
+        note = "".join(f" (default `{to_text(p.default_for(t)) or chr(34) * 2}` in {t})" for t in other)
+        rows.append(f"| `{p.name}` | `{p.type.__name__}` | {_default_cell(p, template)} | {p.description}{note}"
+                    f"{_origin(p, template)} |")
     return "\n".join(rows) + "\n"

@@ -1,17 +1,28 @@
-"""Regenerate the parameter table in docs/parameters.md from workflows/params.py (``make readme``)."""
+"""Regenerate the parameter tables in docs/parameters.md from workflows/params.py (``make readme``): one per
+WorkflowTemplate (osft-minimal-pipeline, osft-pipeline), each between its own markers."""
 
 from pathlib import Path
 
-from workflows.params import readme_table
+from workflows.params import FULL, MINIMAL, readme_table
 
-START, END = "<!-- params:start -->\n", "<!-- params:end -->"
+MARKERS = {MINIMAL: ("<!-- params:start -->\n", "<!-- params:end -->"),
+           FULL: ("<!-- params-full:start -->\n", "<!-- params-full:end -->")}
+START, END = MARKERS[MINIMAL]
+
+
+def table_in(text: str, template: str) -> str:
+    """The table between ``template``'s markers in ``text``."""
+    start, end = MARKERS[template]
+    return text[text.index(start) + len(start): text.index(end)]
 
 
 def render(text: str) -> str:
-    """``text`` with the table between the markers replaced."""
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return head + START + readme_table() + END + tail
+    """``text`` with every template's table between its markers replaced."""
+    for template, (start, end) in MARKERS.items():
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        text = head + start + readme_table(template) + end + tail
+    return text
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from steps.dataset.sources import (
     s3_objects,
 )
 from steps.dataset.split import JsonlWriter, SeededSplit
+from steps.dataset.tokenized import parse_tokenized_batch
 
 STEP = "dataset"
 _HF_SPLITS = ("train_sft", "train_gen", "train", "training")
@@ -103,15 +104,17 @@ def _batches(item: _Input, src: Source, token: str | None) -> Iterator[Batch]:
 
 
 def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: int, router: SeededSplit,
-                 schemas: Counter[str]) -> None:
-    """Validate the first ``limit`` rows (0 = all) in input order and hand them to the split."""
+                 schemas: Counter[str], processed: bool = False) -> None:
+    """Validate the first ``limit`` rows (0 = all) in input order and hand them to the split (chat rows, or
+    pre-tokenised ones with ``processed``)."""
+    parse = parse_tokenized_batch if processed else parse_batch
     left = limit or -1
     for item in inputs:
         batches = _batches(item, src, token)
         try:
             for positions, batch in batches:
                 try:
-                    lines, kinds, _ = parse_batch(batch, left)
+                    lines, kinds, _ = parse(batch, left)
                 except RowError as exc:
                     msg, index = exc.args
                     pos = positions + index if isinstance(positions, int) else positions[index]
@@ -135,6 +138,7 @@ def prepare_dataset(
     subset: int = 0,
     seed: int = 42,
     hf_token: str = "",
+    processed_data: bool = False,
 ) -> dict[str, Any]:
     """Fetch a chat dataset, validate every row, and write the train/eval split into the workspace.
 
@@ -145,6 +149,8 @@ def prepare_dataset(
         subset: keep only the first N valid rows (0 = all).
         seed: seed of the train/eval assignment.
         hf_token: Hub token for gated data; overrides HF_TOKEN; never printed (prefer the hf-token secret).
+        processed_data: The rows are pre-tokenised ({"input_ids": [...], "labels": [...]}): validated as the trainer
+            reads them and split as they are, instead of chat rows.
 
     Returns:
         Paths and row counts of the two splits, and the summary path.
@@ -161,7 +167,8 @@ def prepare_dataset(
         ws.log(STEP, f"error: {exc}")
         raise
     shown = redact_uri(data_uri.strip())
-    ws.log(STEP, f"start: source {shown}, split {split:g}, subset {subset or 'all'}, seed {seed}")
+    kind = "pre-tokenised rows" if processed_data else "chat rows"
+    ws.log(STEP, f"start: source {shown} ({kind}), split {split:g}, subset {subset or 'all'}, seed {seed}")
     token = (hf_token or os.environ.get("HF_TOKEN", "")).strip() or None
     ws.dataset_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -171,7 +178,7 @@ def prepare_dataset(
             outs = (JsonlWriter(train_tmp), JsonlWriter(eval_tmp))
             try:
                 router = SeededSplit(float(split), seed, *outs)
-                _stream_rows(inputs, src, token, subset, router, schemas)
+                _stream_rows(inputs, src, token, subset, router, schemas, bool(processed_data))
                 n, n_eval = router.finish()
             finally:
                 train_info, eval_info = (o.close() for o in outs)
@@ -187,6 +194,7 @@ def prepare_dataset(
                 "files": [i.name for i in inputs],
                 "formats": sorted({i.fmt for i in inputs if i.fmt}),
                 "schema": dict(schemas),
+                "processed_data": bool(processed_data),
                 "rows": n,
                 "subset": subset,
                 "split": float(split),

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.common.kv import parse_typed
 from steps.common.secrets import redact_uri
 from steps.common.summary import write_summary
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs
@@ -51,24 +52,9 @@ _RESERVED_ARGS = {"pretrained"}
 # ---------------------------------------------------------------- inputs
 
 
-def _parse_kv(text: str, what: str) -> dict[str, Any]:
-    from lm_eval.utils import simple_parse_args_string
-
-    text = text.strip()
-    if not text:
-        return {}
-    if text.startswith("{"):
-        try:
-            out = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StepError(f"{what} is not valid JSON: {exc}") from None
-        if not isinstance(out, dict):
-            raise StepError(f"{what} must be a JSON object or key=value,key=value")
-        return out
-    bad = [p for p in text.split(",") if p and "=" not in p]
-    if bad:
-        raise StepError(f"{what}: {bad[0]!r} is not key=value (use e.g. max_length=2048,dtype=bfloat16)")
-    return simple_parse_args_string(text)
+def _parse_kv(value: str | dict, what: str) -> dict[str, Any]:
+    """lm-eval arguments from a JSON object or ``key=value,...`` (values typed as lm-eval types them)."""
+    return parse_typed(value, what)
 
 
 def resolve_model(spec: str, ws: Workspace, offline: bool, what: str) -> str:
@@ -128,8 +114,13 @@ def _cuda() -> bool:
         return False
 
 
-def validate_args(limit: int, batch_size: str, max_regression: float, backend: str = "auto") -> None:
-    """The step's checks of its scalar arguments (the pipeline's preflight applies them too)."""
+VERBOSITY = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def validate_args(limit: int, batch_size: str, max_regression: float, backend: str = "auto",
+                  model_args: str | dict = "", gen_kwargs: str | dict = "", log_samples: bool = False,
+                  verbosity: str = "INFO") -> None:
+    """The step's checks of its arguments (the pipeline's preflight applies them too)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < -1:
         raise StepError(f"limit={limit!r}: must be -1 (every document), 0 (also every document) or a positive count")
     if not isinstance(batch_size, str) or not (batch_size == "auto" or batch_size.startswith("auto:")
@@ -139,6 +130,13 @@ def validate_args(limit: int, batch_size: str, max_regression: float, backend: s
         raise StepError(f"max_regression={max_regression}: must be in [0, 1] (0.02 = two accuracy points)")
     if backend not in ("auto", "hf", "vllm"):
         raise StepError(f"backend={backend!r}: must be auto, hf or vllm")
+    if _RESERVED_ARGS & _parse_kv(model_args, "model_args").keys():
+        raise StepError("model_args must not set pretrained: the step evaluates the trained model (and the base)")
+    _parse_kv(gen_kwargs, "gen_kwargs")
+    if not isinstance(log_samples, bool):
+        raise StepError(f"log_samples={log_samples!r}: must be true or false")
+    if not isinstance(verbosity, str) or verbosity.strip().upper() not in VERBOSITY:
+        raise StepError(f"verbosity={verbosity!r}: must be one of {', '.join(VERBOSITY)}")
 
 
 def _rows_in(path: Path) -> int:
@@ -243,7 +241,7 @@ def _run_lm_eval(model: str, tasks: list[str], *, backend: str, model_args: dict
 def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks: list[str] | None = None,
                    limit: int = -1, batch_size: str = "auto", max_regression: float = 0.02, backend: str = "auto",
                    data_dir: str = "", model_args: str = "", gen_kwargs: str = "",
-                   log_samples: bool = False) -> dict:
+                   log_samples: bool = False, verbosity: str = "INFO") -> dict:
     """Score the tuned (and base) model with lm-eval on benchmark tasks and the held-out split.
 
     Args:
@@ -261,18 +259,19 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
         model_args: Extra lm-eval model args, key=value,key=value or JSON (e.g. max_length=2048).
         gen_kwargs: Generation kwargs for generative tasks, key=value,... or JSON (e.g. max_gen_toks=64).
         log_samples: Also write eval/samples.jsonl with every scored document.
+        verbosity: lm-eval's log level (DEBUG, INFO, WARNING, ERROR, CRITICAL).
 
     Returns:
         gate (pass|fail|n/a), results_path, metrics_path, comparison_path, and a short summary.
     """
     start = time.perf_counter()
-    validate_args(limit, batch_size, max_regression, backend)
+    validate_args(limit, batch_size, max_regression, backend, model_args, gen_kwargs, log_samples, verbosity)
     limit = max(limit, 0)  # -1 (upstream's "all") and 0 both mean every document
+    verbosity = verbosity.strip().upper()
     ws = Workspace.at(workspace, create=False)
     user_args = _parse_kv(model_args, "model_args")
-    if _RESERVED_ARGS & user_args.keys():
-        raise StepError("model_args must not set pretrained: pass the model with --model / --base-model")
     gen = _parse_kv(gen_kwargs, "gen_kwargs")
+    _set_verbosity(verbosity)
 
     plan = plan_tasks(tasks, data_dir)
     offline, local, data_dir = plan.offline, plan.local, plan.data_dir
@@ -293,7 +292,12 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
     n_eval = _rows_in(ws.eval_jsonl)
     held_out: dict[str, Any] = {"rows": n_eval}
     run_tasks = list(requested)
-    if n_eval == 0:
+    if n_eval and _pre_tokenised(ws):
+        ws.log(STEP, "held-out split holds pre-tokenised rows (processed_data): there is no conversation to score, "
+                     "so only the benchmark tasks run")
+        held_out["status"] = "pre-tokenised rows: not scored"
+        n_eval = 0
+    elif n_eval == 0:
         held_out["status"] = "empty"
         ws.log(STEP, f"held-out split {ws.eval_jsonl} is empty or missing (dataset split = 1.0?): "
                      "scoring benchmark tasks only")
@@ -445,6 +449,22 @@ def _base_results(ws: Workspace, base_path: str, tasks: list[str], user_args: di
     if samples:
         merged["samples"] = samples
     return merged, cached
+
+
+def _pre_tokenised(ws: Workspace) -> bool:
+    """The dataset step wrote pre-tokenised rows (its summary says ``processed_data``)."""
+    try:
+        return bool(json.loads(ws.dataset_summary.read_text(encoding="utf-8")).get("processed_data"))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _set_verbosity(level: str) -> None:
+    """lm-eval's log level, set the library's way (``lm_eval.utils.setup_logging``; passing ``verbosity`` to
+    ``simple_evaluate`` is deprecated). ``LMEVAL_LOG_LEVEL`` in the environment still wins, as in lm-eval."""
+    from lm_eval.utils import setup_logging
+
+    setup_logging(verbosity=level)
 
 
 def _dump(path: Path, obj: Any) -> None:

@@ -107,7 +107,8 @@ def publish_properties(record: dict[str, Any]) -> dict[str, Scalar]:
     return props
 
 
-def validate_inputs(address: str, port: int, name: str, version: str, format_version: str) -> None:
+def validate_inputs(address: str, port: int, name: str, version: str, format_version: str,
+                    format_name: str = "pytorch", author: str = "pipeline", description: str = "") -> None:
     """The step's checks of its settings, before it reads the workspace (the pipeline's preflight applies them
     when a registry address is given)."""
     if not name.strip():
@@ -115,6 +116,12 @@ def validate_inputs(address: str, port: int, name: str, version: str, format_ver
     _version_name(version)
     if not format_version.strip():
         raise StepError("format_version is empty: give the model format's version (e.g. 2.9)")
+    if not format_name.strip():
+        raise StepError("format_name is empty: give the model format's name (e.g. pytorch, safetensors)")
+    if not author.strip():
+        raise StepError("author is empty: give who registers the model (recorded as its author and owner)")
+    if len(description) > 4096:
+        raise StepError(f"description is {len(description)} characters long: keep it under 4096")
     if address.strip():
         parse_address(address, port)
 
@@ -195,7 +202,7 @@ def register_model(workspace: str, address: str = "", port: int = 8080, name: st
     Returns:
         status (registered | already registered | skipped), ids, uri, version, record path.
     """
-    validate_inputs(address, port, name, version, format_version)
+    validate_inputs(address, port, name, version, format_version, format_name, author, description)
     ws = Workspace.at(workspace, create=False)
     record_path = ws.registry_dir / "registration.json"
     remove_outputs(ws.registry_dir / "summary.json", record_path)
@@ -238,7 +245,8 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
     fmt_version = format_version.strip()
     plan: dict[str, Any] = {"name": name, "version": version, "uri": uri or None, "model_path": model_path or None,
                             "format_name": format_name, "format_version": fmt_version, "author": author,
-                            "gate": gate, **storage_fields(uri), "custom_properties": props}
+                            "description": description or _description(version, provenance), "gate": gate,
+                            **storage_fields(uri), "custom_properties": props}
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     if not address.strip():
@@ -278,6 +286,7 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
                                   f"{type(exc).__name__}: {exc}")) from None
     record = {**result, "time": now, "server": server.base, "api": f"{API_PREFIX}/", "client": CLIENT_PIN,
               "uri": uri, **storage_fields(uri), "format_name": format_name, "format_version": fmt_version,
+              "author": author, "description": description or _description(result["version"], provenance),
               "gate": gate, "forced": bool(force and gate == "fail"), "custom_properties": props}
     path = _write_record(ws, record)
     ws.log(STEP, f"{result['status']}: {name} {result['version']} (model {result['registered_model_id']}, version "

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.common.kv import parse_typed
 from steps.common.secrets import redact_uri, scrub
 from steps.common.summary import BOUNDED_OUTPUTS, bounded
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, sha256_file, write_json
@@ -45,6 +47,7 @@ from steps.train.outputs import (
     summarise_metrics,
     train_summary,
 )
+from steps.train.pod_settings import parse_env
 
 STEP = "train"
 SUMMARY = "train/summary.json"  # the small summary Argo exports as the step's output parameter
@@ -68,7 +71,8 @@ def validate_params(model: str, effective_batch_size: int, epochs: int, max_toke
                     learning_rate: float, unfreeze_rank_ratio: float, use_liger: bool, seed: int,
                     lr_scheduler: str = "cosine", warmup_steps: int = 0, checkpoint_at_epoch: bool = True,
                     save_final_checkpoint: bool = True, nproc_per_node: str = "auto", nnodes: int = 1,
-                    device: str = "auto") -> None:
+                    device: str = "auto", lr_scheduler_kwargs: str | dict = "", target_patterns: str = "",
+                    unmask_messages: bool = False, use_processed_dataset: bool = False, env_vars: str = "") -> None:
     """Check every training parameter before anything is launched; the error names the parameter.
 
     Pure (no file, network or GPU access), so the pipeline's preflight applies the very same checks.
@@ -109,6 +113,45 @@ def validate_params(model: str, effective_batch_size: int, epochs: int, max_toke
     _check_int("nnodes", nnodes)
     if device not in DEVICES:
         raise StepError(f"device={device!r}: must be one of {', '.join(DEVICES)}")
+    scheduler_kwargs(lr_scheduler_kwargs)
+    patterns(target_patterns)
+    _check_bool("unmask_messages", unmask_messages)
+    _check_bool("use_processed_dataset", use_processed_dataset)
+    if unmask_messages and use_processed_dataset:
+        raise StepError("unmask_messages=true: it applies to chat data, which the library tokenises; pre-tokenised "
+                        "rows (use_processed_dataset) carry their own labels: mask or unmask them when you build them")
+    parse_env(env_vars)
+
+
+def scheduler_kwargs(value: str | dict) -> dict[str, Any]:
+    """The scheduler's extra arguments, typed: ``num_cycles=2,power=1.5`` -> ``{"num_cycles": 2, "power": 1.5}``
+    (or a JSON object). Values reach ``transformers.get_scheduler`` as numbers and booleans, not as text."""
+    out = parse_typed(value, "lr_scheduler_kwargs")
+    for key, item in out.items():
+        if not re.fullmatch(r"[A-Za-z_]\w*", str(key)):
+            raise StepError(f"lr_scheduler_kwargs: {key!r} is not an argument name")
+        if not isinstance(item, bool | int | float | str) or isinstance(item, float) and not math.isfinite(item):
+            raise StepError(f"lr_scheduler_kwargs: {key}={item!r} must be a number, true/false or text")
+    return out
+
+
+def patterns(text: str) -> list[str]:
+    """OSFT target module patterns from ``"q_proj, v_proj"`` (empty = the library's defaults for the model)."""
+    if not isinstance(text, str):
+        raise StepError(f"target_patterns={text!r}: must be comma-separated module name patterns")
+    items = [t.strip() for t in text.split(",")]
+    if text.strip() and any(not t or any(c.isspace() for c in t) for t in items):
+        raise StepError(f"target_patterns={text!r}: write module name patterns separated by commas, e.g. "
+                        "q_proj,v_proj (no empty items, no spaces inside a pattern)")
+    return [t for t in items if t]
+
+
+def check_nproc(nproc_per_node: str = "auto", gpus: int = 0) -> None:
+    """Processes per node against the GPUs the pod gets: more processes than GPUs cannot start."""
+    nproc = str(nproc_per_node).strip().lower()
+    if gpus > 0 and nproc.isdigit() and int(nproc) > gpus:
+        raise StepError(f"nproc_per_node={nproc}: more processes than the {gpus} GPU(s) each training pod gets; use "
+                        "'auto' (one per GPU) or at most the GPU count")
 
 
 def resolve_device(device: str, nproc_per_node: str) -> tuple[str, int]:
@@ -204,6 +247,22 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Any:
+    """The user's env vars set for the training call (its launcher and worker processes inherit them), then
+    the previous values restored."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _launch(kind: str, kwargs: dict[str, Any]) -> None:
     """Call ``training_hub.osft`` with the device's launcher; library output goes to stderr."""
     from steps.train.cpu_launcher import cpu_launcher, venv_torchrun
@@ -220,7 +279,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
                 learning_rate: float = 5e-06, unfreeze_rank_ratio: float = 0.25, use_liger: bool = True,
                 seed: int = 42, lr_scheduler: str = "cosine", warmup_steps: int = 0, checkpoint_at_epoch: bool = True,
                 save_final_checkpoint: bool = True, nproc_per_node: str = "auto", nnodes: int = 1,
-                device: str = "auto") -> dict:
+                device: str = "auto", lr_scheduler_kwargs: str = "", target_patterns: str = "",
+                unmask_messages: bool = False, use_processed_dataset: bool = False, env_vars: str = "") -> dict:
     """Fine-tune the base model with OSFT on the workspace's training split.
 
     Args:
@@ -241,6 +301,12 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         nproc_per_node: Processes per node: 'auto' (= visible GPUs, 1 on CPU) or an integer.
         nnodes: Number of nodes (> 1 only inside a Kubeflow Trainer TrainJob, which sets PET_* variables).
         device: 'auto' (CUDA when available, else CPU), 'cuda' or 'cpu'.
+        lr_scheduler_kwargs: Extra scheduler arguments, key=value,... or a JSON object; values typed (numbers,
+            true/false), e.g. num_cycles=2.
+        target_patterns: OSFT target module patterns, comma-separated (empty = the library's defaults).
+        unmask_messages: Train on every token of each conversation, not only the assistant's.
+        use_processed_dataset: The training split holds pre-tokenised rows (input_ids, labels), used as they are.
+        env_vars: Env vars for the training processes, KEY=VAL,... (names that look like secrets are refused).
 
     Returns:
         model_path, metrics_path, final_loss, steps, resumed, plus reused, run_dir, device, world_size and
@@ -248,7 +314,9 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     """
     validate_params(model, effective_batch_size, epochs, max_tokens_per_gpu, max_seq_len, learning_rate,
                     unfreeze_rank_ratio, use_liger, seed, lr_scheduler, warmup_steps, checkpoint_at_epoch,
-                    save_final_checkpoint, nproc_per_node, nnodes, device)
+                    save_final_checkpoint, nproc_per_node, nnodes, device, lr_scheduler_kwargs, target_patterns,
+                    unmask_messages, use_processed_dataset, env_vars)
+    env = parse_env(env_vars)
     ws = Workspace.at(workspace, create=False)
     if not ws.train_jsonl.is_file():
         raise StepError(f"{ws.train_jsonl} is missing: run the dataset step first (osft-pipeline step dataset)")
@@ -278,8 +346,11 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         "unfreeze_rank_ratio": float(unfreeze_rank_ratio), "use_liger": liger, "seed": seed,
         "lr_scheduler": lr_scheduler, "warmup_steps": warmup_steps, "checkpoint_at_epoch": checkpoint_at_epoch,
         "save_final_checkpoint": save_final_checkpoint, "nproc_per_node": nproc, "nnodes": nnodes, "device": kind,
+        "lr_scheduler_kwargs": scheduler_kwargs(lr_scheduler_kwargs), "target_patterns": patterns(target_patterns),
+        "unmask_messages": unmask_messages, "use_processed_dataset": use_processed_dataset,
+        "env_vars": sorted(env),  # names only (values stay out of records)
     }
-    key = config_key({**hyper, "base_model_dir": str(base), "base_model_files": _fingerprint(base),
+    key = config_key({**hyper, "env_values": env, "base_model_dir": str(base), "base_model_files": _fingerprint(base),
                       "data_sha256": sha256_file(ws.train_jsonl)})
     run_dir = ws.train_dir / f"{_RUN_PREFIX}{key}"
     run_json = run_dir / "run.json"
@@ -287,7 +358,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
 
     if node_rank != 0:  # other nodes of a TrainJob train only; node 0 owns the run folder and the outputs
         _prepare_env(kind)
-        _launch(kind, _osft_kwargs(base, ws, run_dir, hyper, liger, nproc, nnodes, node_rank))
+        with _environment(env):
+            _launch(kind, _osft_kwargs(base, ws, run_dir, hyper, liger, nproc, nnodes, node_rank))
         return {"model_path": "", "metrics_path": "", "final_loss": None, "steps": 0, "resumed": False,
                 "reused": False, "run_dir": str(run_dir), "device": kind, "world_size": nproc * nnodes}
 
@@ -319,9 +391,12 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     ws.log(STEP, f"training {shown_model} on {rows} rows: epochs={epochs} batch={effective_batch_size} "
                  f"lr={learning_rate:g} unfreeze={unfreeze_rank_ratio:g} scheduler={lr_scheduler} device={kind} "
                  f"nproc={nproc} nnodes={nnodes} -> {run_dir.relative_to(ws.root)}")
+    if env:
+        ws.log(STEP, f"env vars for training: {', '.join(sorted(env))}")
     started = time.monotonic()
     try:
-        _launch(kind, _osft_kwargs(base, ws, run_dir, hyper, liger, nproc, nnodes, node_rank))
+        with _environment(env):
+            _launch(kind, _osft_kwargs(base, ws, run_dir, hyper, liger, nproc, nnodes, node_rank))
     except (RuntimeError, ValueError, TypeError, OSError, ImportError) as exc:
         detail = _log_tail(run_dir, node_rank) or scrub(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         write_json(run_json, {**_read_json(run_json), "status": "failed"})
@@ -391,7 +466,13 @@ def _osft_kwargs(base: Path, ws: Workspace, run_dir: Path, hyper: dict[str, Any]
         "warmup_steps": int(hyper["warmup_steps"]), "checkpoint_at_epoch": hyper["checkpoint_at_epoch"],
         "save_final_checkpoint": hyper["save_final_checkpoint"], "nproc_per_node": nproc, "nnodes": nnodes,
         "enable_jit_checkpoint": True,
+        "unmask_messages": bool(hyper.get("unmask_messages")),
+        "use_processed_dataset": bool(hyper.get("use_processed_dataset")),
     }
+    if hyper.get("lr_scheduler_kwargs"):
+        kwargs["lr_scheduler_kwargs"] = dict(hyper["lr_scheduler_kwargs"])
+    if hyper.get("target_patterns"):
+        kwargs["target_patterns"] = list(hyper["target_patterns"])
     if nnodes > 1:  # per-node tokenized data: the nodes share the run folder on an RWX volume
         kwargs["data_output_dir"] = str(run_dir / f"_internal_data_processing_node{node_rank}")
     return kwargs

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.train.pod_settings import check_env_name
 
 API_VERSION = "trainer.kubeflow.org/v1alpha1"
 MANAGER = "argoproj.io/workflow"
@@ -51,7 +52,14 @@ def validate_trainjob(workers: int, gpus_per_worker: int, runtime: str) -> None:
             raise StepError(f"{what}={value!r}: must be an integer >= 1")
 
 
-def train_command(train_args: dict[str, Any], workspace_path: str, workers: int, gpus_per_worker: int) -> list[str]:
+def nproc_for(nproc_per_node: str, gpus_per_worker: int) -> int:
+    """Processes per node: 'auto' = one per GPU, else the given count."""
+    text = str(nproc_per_node).strip().lower()
+    return gpus_per_worker if text in ("", "auto") else int(text)
+
+
+def train_command(train_args: dict[str, Any], workspace_path: str, workers: int, gpus_per_worker: int,
+                  nproc_per_node: int | None = None) -> list[str]:
     """``osft-pipeline step train`` argv for every node, from train_model keyword arguments."""
     from steps.train import train_model
 
@@ -71,18 +79,24 @@ def train_command(train_args: dict[str, Any], workspace_path: str, workers: int,
             cmd += [flag, str(value)]
         else:
             raise StepError(f"train_args[{key!r}]={value!r}: must be a string, number or boolean")
-    cmd += ["--nnodes", str(workers), "--nproc-per-node", str(gpus_per_worker), "--device", "cuda"]
+    nproc = gpus_per_worker if nproc_per_node is None else nproc_per_node
+    cmd += ["--nnodes", str(workers), "--nproc-per-node", str(nproc), "--device", "cuda"]
     return cmd
 
 
 def trainjob_manifest(name: str, namespace: str, image: str, pvc_claim: str, workers: int, gpus_per_worker: int,
                       train_args: dict[str, Any], runtime: str = "training-hub", workspace_path: str = "/workspace",
                       cpu_per_worker: str = "", memory_per_worker: str = "",
-                      extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+                      extra_env: dict[str, str] | None = None, labels: dict[str, str] | None = None,
+                      annotations: dict[str, str] | None = None, nproc_per_node: str = "auto") -> dict[str, Any]:
     """A ``TrainJob`` running the train step on ``workers`` nodes with ``gpus_per_worker`` GPUs each.
 
     ``name``, ``namespace`` and ``pvc_claim`` may hold Argo expressions (``{{workflow.name}}-train``).
     ``extra_env`` is for plain settings only; secrets are attached by reference (see ``SECRET_ENV``).
+    Each node's pod gets ``cpu_per_worker`` as its CPU request (no limit, as the single train pod) and
+    ``memory_per_worker`` as its memory request and limit; ``labels`` and ``annotations`` go on the nodes' pods
+    when they are created (the runtime's pod template metadata); ``nproc_per_node`` is 'auto' (one process per
+    GPU) or a count.
     """
     _check_name("name", name, _RFC1035, 63)
     _check_name("namespace", namespace, _RFC1123, 63)
@@ -97,17 +111,19 @@ def trainjob_manifest(name: str, namespace: str, image: str, pvc_claim: str, wor
         {"name": "PYTHONUNBUFFERED", "value": "1"},
     ]
     for key, value in (extra_env or {}).items():
-        if key in SECRET_ENV or any(s in key.upper() for s in ("TOKEN", "SECRET", "PASSWORD", "KEY")):
-            raise StepError(f"extra_env[{key!r}] looks like a secret: secrets are attached by secretKeyRef only")
+        if key in SECRET_ENV:
+            raise StepError(f"extra_env[{key!r}] is a secret: secrets are attached by secretKeyRef only")
+        check_env_name(key, "extra_env")
         env.append({"name": key, "value": str(value)})
+    nproc = nproc_for(nproc_per_node, gpus_per_worker)
     env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": True}}}
             for var, (secret, key) in SECRET_ENV.items()]
     resources: dict[str, Any] = {"limits": {"nvidia.com/gpu": gpus_per_worker},
                                  "requests": {"nvidia.com/gpu": gpus_per_worker}}
-    for res, value in (("cpu", cpu_per_worker), ("memory", memory_per_worker)):
-        if value:
-            resources["requests"][res] = value
-            resources["limits"][res] = value
+    if cpu_per_worker:  # a request only: a CPU limit throttles the data loader and tokenizer threads
+        resources["requests"]["cpu"] = cpu_per_worker
+    if memory_per_worker:
+        resources["requests"]["memory"] = resources["limits"]["memory"] = memory_per_worker
     pod_patch = {
         "tolerations": [dict(GPU_TOLERATION)],
         "securityContext": {"runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID, "runAsNonRoot": True,
@@ -118,6 +134,10 @@ def trainjob_manifest(name: str, namespace: str, image: str, pvc_claim: str, wor
                         "volumeMounts": [{"name": WORKSPACE_VOLUME, "mountPath": workspace_path},
                                          {"name": SHM_VOLUME, "mountPath": "/dev/shm"}]}],
     }
+    pod_template: dict[str, Any] = {"spec": pod_patch}
+    if labels or annotations:
+        pod_template = {"metadata": {k: dict(v) for k, v in (("labels", labels), ("annotations", annotations)) if v},
+                        **pod_template}
     return {
         "apiVersion": API_VERSION,
         "kind": "TrainJob",
@@ -127,16 +147,16 @@ def trainjob_manifest(name: str, namespace: str, image: str, pvc_claim: str, wor
             "runtimeRef": {"name": runtime, "apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime"},
             "trainer": {
                 "image": image,
-                "command": train_command(train_args, workspace_path, workers, gpus_per_worker),
+                "command": train_command(train_args, workspace_path, workers, gpus_per_worker, nproc),
                 "env": env,
                 "numNodes": workers,
-                "numProcPerNode": gpus_per_worker,
+                "numProcPerNode": nproc,
                 "resourcesPerNode": resources,
             },
             "runtimePatches": [{
                 "manager": MANAGER,
                 "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [
-                    {"name": REPLICATED_JOB, "template": {"spec": {"template": {"spec": pod_patch}}}},
+                    {"name": REPLICATED_JOB, "template": {"spec": {"template": pod_template}}},
                 ]}}},
             }],
         },

@@ -84,18 +84,37 @@ def job_manifest(workers: int | str, gpus_per_worker: int | str, image: str, nam
                  model: str = "Qwen/Qwen2.5-1.5B-Instruct", effective_batch_size: int | str = 128,
                  epochs: int | str = 1, max_tokens_per_gpu: int | str = 64000, max_seq_len: int | str = 8192,
                  learning_rate: float | str = 5e-06, unfreeze_rank_ratio: float | str = 0.25,
-                 use_liger: bool | str = True, seed: int | str = 42) -> dict[str, Any]:
-    """The TrainJob ``launch_trainjob`` creates (values may be the step's raw text inputs), owned by the workflow."""
+                 use_liger: bool | str = True, seed: int | str = 42, lr_scheduler: str = "cosine",
+                 warmup_steps: int | str = 0, checkpoint_at_epoch: bool | str = True,
+                 save_final_checkpoint: bool | str = True, lr_scheduler_kwargs: str = "", target_patterns: str = "",
+                 unmask_messages: bool | str = False, use_processed_dataset: bool | str = False,
+                 nproc_per_node: str = "auto", cpu_per_worker: str = "", memory_per_worker: str = "",
+                 env_vars: str = "", labels: str = "", annotations: str = "") -> dict[str, Any]:
+    """The TrainJob ``launch_trainjob`` creates (values may be the step's raw text inputs), owned by the workflow.
+
+    Every training argument reaches each node's train step; ``env_vars`` become the nodes' container env,
+    ``labels``/``annotations`` their pods' metadata (key=value,... text, checked as the preflight checks it).
+    """
+    from steps.train import check_nproc
+    from steps.train.pod_settings import parse_annotations, parse_env, parse_labels
     from steps.train.trainjob import trainjob_manifest
 
     train_args = {
         "model": model, "effective_batch_size": int(effective_batch_size), "epochs": int(epochs),
         "max_tokens_per_gpu": int(max_tokens_per_gpu), "max_seq_len": int(max_seq_len),
         "learning_rate": float(learning_rate), "unfreeze_rank_ratio": float(unfreeze_rank_ratio),
-        "use_liger": _as_bool(use_liger), "seed": int(seed),
+        "use_liger": _as_bool(use_liger), "seed": int(seed), "lr_scheduler": lr_scheduler,
+        "warmup_steps": int(warmup_steps), "checkpoint_at_epoch": _as_bool(checkpoint_at_epoch),
+        "save_final_checkpoint": _as_bool(save_final_checkpoint), "lr_scheduler_kwargs": lr_scheduler_kwargs,
+        "target_patterns": target_patterns, "unmask_messages": _as_bool(unmask_messages),
+        "use_processed_dataset": _as_bool(use_processed_dataset),
     }
+    check_nproc(nproc_per_node, int(gpus_per_worker))
     manifest = trainjob_manifest(job_name(name), namespace, image, pvc_claim, int(workers), int(gpus_per_worker),
-                                 train_args, runtime)
+                                 train_args, runtime, cpu_per_worker=cpu_per_worker,
+                                 memory_per_worker=memory_per_worker, extra_env=parse_env(env_vars),
+                                 labels=parse_labels(labels), annotations=parse_annotations(annotations),
+                                 nproc_per_node=nproc_per_node)
     if owner_uid and owner_name:
         manifest.setdefault("metadata", {})["ownerReferences"] = [{
             "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "name": owner_name, "uid": owner_uid,
@@ -175,6 +194,20 @@ def launch_trainjob(
     unfreeze_rank_ratio: float = 0.25,
     use_liger: bool = True,
     seed: int = 42,
+    lr_scheduler: str = "cosine",
+    warmup_steps: int = 0,
+    checkpoint_at_epoch: bool = True,
+    save_final_checkpoint: bool = True,
+    lr_scheduler_kwargs: str = "",
+    target_patterns: str = "",
+    unmask_messages: bool = False,
+    use_processed_dataset: bool = False,
+    nproc_per_node: str = "auto",
+    cpu_per_worker: str = "",
+    memory_per_worker: str = "",
+    env_vars: str = "",
+    labels: str = "",
+    annotations: str = "",
     poll_seconds: float = 15.0,
     timeout_seconds: int = 0,
     token_path: str = SA_TOKEN_PATH,
@@ -202,6 +235,20 @@ def launch_trainjob(
         unfreeze_rank_ratio: OSFT unfreeze ratio.
         use_liger: Liger kernels.
         seed: training seed.
+        lr_scheduler: learning-rate schedule.
+        warmup_steps: linear warm-up steps.
+        checkpoint_at_epoch: save a checkpoint at the end of every epoch.
+        save_final_checkpoint: save a checkpoint when training ends.
+        lr_scheduler_kwargs: extra scheduler arguments, key=value,... or JSON (typed).
+        target_patterns: OSFT target module patterns, comma-separated.
+        unmask_messages: train on every token, not only the assistant's.
+        use_processed_dataset: the training split holds pre-tokenised rows.
+        nproc_per_node: processes per node ('auto' = one per GPU).
+        cpu_per_worker: CPU request of each node's pod ('' = the runtime's).
+        memory_per_worker: memory request and limit of each node's pod ('' = the runtime's).
+        env_vars: env vars of every node, KEY=VAL,... (names that look like secrets are refused).
+        labels: labels of every node's pod, key=value,...
+        annotations: annotations of every node's pod, key=value,...
         poll_seconds: seconds between status checks.
         timeout_seconds: give up (and delete the job) after this long; 0 = wait as long as the step may run.
         token_path: service-account token file used when kubernetes-credentials is not set.
@@ -219,7 +266,10 @@ def launch_trainjob(
     jname = job_name(name)
     manifest = job_manifest(workers, gpus_per_worker, image, namespace, pvc_claim, jname, runtime, owner_name,
                             owner_uid, model, effective_batch_size, epochs, max_tokens_per_gpu, max_seq_len,
-                            learning_rate, unfreeze_rank_ratio, use_liger, seed)
+                            learning_rate, unfreeze_rank_ratio, use_liger, seed, lr_scheduler, warmup_steps,
+                            checkpoint_at_epoch, save_final_checkpoint, lr_scheduler_kwargs, target_patterns,
+                            unmask_messages, use_processed_dataset, nproc_per_node, cpu_per_worker,
+                            memory_per_worker, env_vars, labels, annotations)
     api = _api(token_path)
     try:
         action = _create_or_adopt(api, manifest, namespace, jname, ws, poll_seconds, replace_timeout_seconds)

@@ -31,8 +31,18 @@ def _raw(**over: str) -> dict[str, str]:
 
 
 def test_inputs_are_every_parameter_as_text() -> None:
-    assert list(PreflightInputs.model_fields) == [p.name for p in PARAMS] + ["workspace", "workflow_name"]
-    assert all(f.annotation is str for f in PreflightInputs.model_fields.values())
+    """One preflight entry per template, taking exactly that template's parameters (in its order) as text, with
+    that template's defaults."""
+    from workflows.argo.preflight import PREFLIGHT, PreflightInputsFull
+    from workflows.params import FULL, MINIMAL, params_for
+
+    for model, template in ((PreflightInputs, MINIMAL), (PreflightInputsFull, FULL)):
+        names = [p.name for p in params_for(template)]
+        assert list(model.model_fields) == names + ["workspace", "workflow_name"]
+        assert all(f.annotation is str for f in model.model_fields.values())
+        assert model.model_fields["phase_02_train_opt_cpu"].default == {MINIMAL: "4", FULL: "8"}[template]
+    assert len(PreflightInputsFull.model_fields) == len(PARAMS) + 2  # the full template takes every parameter
+    assert {t: f.__name__ for t, f in PREFLIGHT.items()} == {MINIMAL: "preflight", FULL: "preflight_full"}
 
 
 def test_resolve_normalises_what_later_tasks_take(tiny_model: Path) -> None:

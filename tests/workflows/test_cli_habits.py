@@ -119,6 +119,20 @@ def test_dry_run_from_a_cluster_template_and_with_install_yaml() -> None:
     assert {t["script"]["image"] for t in docs[3]["spec"]["templates"] if "script" in t} == {"reg.example/osft:2"}
 
 
+def test_dry_run_install_of_the_full_template_with_its_parameters() -> None:
+    res = invoke("submit", "--install", "--from", "workflowtemplate/osft-pipeline", "-p", f"{DATA}=hf://o/d", "-p",
+                 "phase_02_train_opt_lr_warmup=20", "-n", "team", "--dry-run", "-o", "yaml")
+    assert res.exit_code == 0, res.output
+    docs = list(yaml.safe_load_all(res.output))
+    assert docs[3]["kind"] == "WorkflowTemplate" and docs[3]["metadata"]["name"] == "osft-pipeline"
+    assert len(docs[3]["spec"]["arguments"]["parameters"]) == 56
+    assert docs[4]["resourceName"] == "osft-pipeline"
+    assert "phase_02_train_opt_lr_warmup=20" in docs[4]["submitOptions"]["parameters"]
+    res = invoke("submit", "--install", "--from", "workflowtemplate/osft-other", "-p", f"{DATA}=hf://o/d",
+                 "--dry-run")
+    assert res.exit_code == 2 and "--install installs workflowtemplate/osft-minimal-pipeline or" in res.output
+
+
 def test_dry_run_never_prints_a_secret_parameter() -> None:
     res = invoke("submit", "-p", f"{DATA}=hf://o/d", "-p", "phase_01_dataset_opt_hf_token=hf_secretvalue123",
                  "--dry-run")

@@ -140,8 +140,85 @@ def test_parse_overrides() -> None:
         params.parse_overrides(["novalue"])
 
 
-def test_readme_table_is_current() -> None:
+@pytest.mark.parametrize("template", params.TEMPLATES)
+def test_readme_tables_are_current(template: str) -> None:
+    from workflows.readme import table_in
+
     text = (ROOT / "docs" / "parameters.md").read_text(encoding="utf-8")
-    start, end = "<!-- params:start -->\n", "<!-- params:end -->"
-    current = text[text.index(start) + len(start): text.index(end)]
-    assert current == params.readme_table(), "docs/parameters.md's table is stale: run `make readme`"
+    assert table_in(text, template) == params.readme_table(template), \
+        "docs/parameters.md's table is stale: run `make readme`"
+
+
+# ------------------------------------------------------------------------------------- the full template
+
+FULL_UPSTREAM = DATA / "upstream-osft-inputs.json"  # upstream osft's 44 inputs
+
+
+def full_upstream_inputs() -> list[dict]:
+    return json.loads(FULL_UPSTREAM.read_text(encoding="utf-8"))["inputs"]
+
+
+def test_full_template_starts_with_upstream_osfts_44_inputs_in_order() -> None:
+    """Names, types, defaults and order of upstream's full osft pipeline, then the additions both templates share."""
+    upstream = full_upstream_inputs()
+    assert len(upstream) == 44
+    full = params.params_for(params.FULL)
+    assert [p.name for p in full[:44]] == [u["name"] for u in upstream]
+    for p, u in zip(full, upstream, strict=False):
+        assert p.type.__name__ == u["type"], u["name"]
+        if u.get("required"):
+            assert p.required, u["name"]
+        else:
+            assert p.default_for(params.FULL) == u["default"], u["name"]
+            assert type(p.default_for(params.FULL)) is type(u["default"]), u["name"]
+    added = [p.name for p in full[44:]]
+    minimal_added = [p.name for p in params.params_for(params.MINIMAL) if p.name not in {u["name"] for u in upstream}]
+    assert added == minimal_added  # our additions (and the seed's hf_token) belong to both, in one order
+    assert "phase_00_workspace_opt_size" in added and "phase_04_registry_opt_storage_uri" in added
+
+
+def test_a_param_carries_a_default_per_template() -> None:
+    cpu, fmt = params.BY_NAME["phase_02_train_opt_cpu"], params.BY_NAME["phase_04_registry_opt_format_version"]
+    assert (cpu.default_for(params.MINIMAL), cpu.default_for(params.FULL)) == ("4", "8")
+    assert (fmt.default_for(params.MINIMAL), fmt.default_for(params.FULL)) == ("2.9", "1.0")
+    data = {"phase_01_dataset_man_data_uri": "/d.jsonl"}
+    assert params.validate(data)["phase_02_train_opt_cpu"] == "4"
+    assert params.validate(data, params.FULL)["phase_02_train_opt_cpu"] == "8"
+    table = params.readme_table(params.MINIMAL)
+    assert "| `phase_02_train_opt_cpu` | `str` | `4` |" in table and "(default `8` in osft-pipeline)" in table
+    assert "| `phase_02_train_opt_cpu` | `str` | `8` |" in params.readme_table(params.FULL)
+
+
+def test_the_minimal_template_keeps_its_contract() -> None:
+    """The minimal template's parameter list is exactly what it was: upstream osft_minimal's 20 + hf_token + ours."""
+    minimal = params.params_for(params.MINIMAL)
+    assert len(minimal) == 37
+    assert [p.name for p in minimal[:21]] == [p.name for p in params.ORIGINAL]
+    assert not {p.name for p in minimal} & {"phase_02_train_opt_lr_scheduler", "phase_02_train_opt_labels",
+                                             "phase_03_eval_opt_gen_kwargs", "phase_04_registry_man_reg_author"}
+
+
+def test_a_full_only_parameter_on_the_minimal_template_names_the_full_one() -> None:
+    values = {"phase_01_dataset_man_data_uri": "/d.jsonl", "phase_02_train_opt_lr_warmup": "10"}
+    with pytest.raises(ParamError, match="is a parameter of the osft-pipeline template") as info:
+        params.validate(values)
+    assert "templates/osft-pipeline.yaml" in str(info.value)
+    assert params.validate(values, params.FULL)["phase_02_train_opt_lr_warmup"] == 10
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("", {}), ("{}", {}), ('{"dtype": "bfloat16", "max_length": 2048}', {"dtype": "bfloat16", "max_length": 2048}),
+    ("max_gen_toks=64, temperature=0.0, do_sample=false", {"max_gen_toks": 64, "temperature": 0.0, "do_sample": False}),
+    ({"a": 1}, {"a": 1}),
+])
+def test_dict_parameters_take_json_or_key_values_typed(raw: object, expected: dict) -> None:
+    p = params.BY_NAME["phase_03_eval_opt_gen_kwargs"]
+    assert p.coerce(raw) == expected
+    assert params.to_text(p.coerce(raw)) == json.dumps(expected)
+
+
+def test_dict_parameters_refuse_what_is_not_a_mapping() -> None:
+    p = params.BY_NAME["phase_03_eval_opt_model_args"]
+    for bad in ("[1, 2]", "{oops", "dtype"):
+        with pytest.raises(ParamError, match="^phase_03_eval_opt_model_args="):
+            p.coerce(bad)

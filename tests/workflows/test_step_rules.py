@@ -121,6 +121,42 @@ CASES: list[tuple[str, dict[str, str], Call]] = [
      publish(storage_uri="s3://Bad_Bucket/p")),
     ("storage claim", {"phase_04_registry_opt_storage_uri": "pvc://Models/p"}, publish(storage_uri="pvc://Models/p")),
     ("publish name", {**PUB, "phase_04_registry_man_reg_name": "***"}, publish(name="***")),
+    # the full template's (osft-pipeline) inputs
+    ("lr scheduler", {"phase_02_train_opt_lr_scheduler": "cosine_annealing"}, train(lr_scheduler="cosine_annealing")),
+    ("warmup", {"phase_02_train_opt_lr_warmup": "-1"}, train(warmup_steps=-1)),
+    ("scheduler kwargs not key=value", {"phase_02_train_opt_lr_scheduler_kwargs": "num_cycles"},
+     train(lr_scheduler_kwargs="num_cycles")),
+    ("scheduler kwargs nested", {"phase_02_train_opt_lr_scheduler_kwargs": '{"milestones": [1, 2]}'},
+     train(lr_scheduler_kwargs='{"milestones": [1, 2]}')),
+    ("no checkpoint at all", {"phase_02_train_opt_save_epoch": "false", "phase_02_train_opt_save_final": "false"},
+     train(checkpoint_at_epoch=False, save_final_checkpoint=False)),
+    ("target patterns", {"phase_02_train_opt_target_patterns": "q_proj,,v_proj"},
+     train(target_patterns="q_proj,,v_proj")),
+    ("unmask with pre-tokenised data",
+     {"phase_02_train_opt_unmask": "true", "phase_02_train_opt_processed_data": "true"},
+     train(unmask_messages=True, use_processed_dataset=True)),
+    ("num procs", {"phase_02_train_opt_num_procs": "many"}, train(nproc_per_node="many")),
+    ("num procs above the gpus", {"phase_02_train_man_train_workers": "2", "phase_02_train_man_train_gpu": "2",
+                                  "phase_02_train_opt_num_procs": "4"},
+     trainjob(gpus_per_worker=2, nproc_per_node="4")),
+    ("env var secret", {"phase_02_train_opt_env_vars": "WANDB_API_KEY=abc"}, train(env_vars="WANDB_API_KEY=abc")),
+    ("env var name", {"phase_02_train_opt_env_vars": "1BAD=x"}, train(env_vars="1BAD=x")),
+    ("label key", {"phase_02_train_man_train_workers": "2", "phase_02_train_opt_labels": "team name=ml"},
+     trainjob(labels="team name=ml")),
+    ("label value", {"phase_02_train_man_train_workers": "2", "phase_02_train_opt_labels": "team=machine learning"},
+     trainjob(labels="team=machine learning")),
+    ("reserved label", {"phase_02_train_man_train_workers": "2",
+                        "phase_02_train_opt_labels": "workflows.argoproj.io/completed=true"},
+     trainjob(labels="workflows.argoproj.io/completed=true")),
+    ("nine annotations", {"phase_02_train_man_train_workers": "2",
+                          "phase_02_train_opt_annotations": ",".join(f"a{i}=x" for i in range(9))},
+     trainjob(annotations=",".join(f"a{i}=x" for i in range(9)))),
+    ("model args pretrained", {"phase_03_eval_opt_model_args": '{"pretrained": "/elsewhere"}'},
+     evaluate(model_args='{"pretrained": "/elsewhere"}')),
+    ("verbosity", {"phase_03_eval_opt_verbosity": "LOUD"}, evaluate(verbosity="LOUD")),
+    ("format name", {**REG, "phase_04_registry_opt_format_name": " "}, register(format_name=" ")),
+    ("author", {**REG, "phase_04_registry_man_reg_author": ""}, register(author="")),
+    ("description", {**REG, "phase_04_registry_opt_description": "x" * 5000}, register(description="x" * 5000)),
 ]
 
 
@@ -130,54 +166,71 @@ STRICTER: list[tuple[str, dict[str, str], Call]] = [
     ("use_liger not a bool", {"phase_02_train_opt_use_liger": "maybe"}, train(use_liger="maybe")),
     ("version with a space", {**REG, "phase_04_registry_man_reg_version": "1 0"}, register(version="1 0")),
     ("port out of range", {**REG, "phase_04_registry_opt_port": "70000"}, register(port=70000)),
+    ("gen kwargs not a mapping", {"phase_03_eval_opt_gen_kwargs": "max_gen_toks"}, evaluate(gen_kwargs="max_gen_toks")),
+    ("log samples not a bool", {"phase_03_eval_opt_log_samples": "maybe"}, evaluate(log_samples="maybe")),
 ]
 
 
+def templates_of(overrides: dict[str, str]) -> list[str]:
+    """The templates that take every parameter a case sets (the minimal's cases hold in the full one too)."""
+    return [t for t in params.TEMPLATES if set(overrides) <= params.names_for(t)]
+
+
 @pytest.fixture()
-def raw(tiny_model: Path, tmp_path: Path) -> Callable[[dict[str, str]], dict[str, str]]:
-    base = {p.name: params.to_text(p.default) for p in params.PARAMS if not p.required}
-    base |= {"phase_01_dataset_man_data_uri": DATA, "phase_02_train_man_train_model": str(tiny_model),
-             "workspace": str(tmp_path / "preflight-ws")}
-    return lambda overrides: {**base, **overrides}
+def raw(tiny_model: Path, tmp_path: Path) -> Callable[..., dict[str, str]]:
+    """Every parameter of a template as the preflight task gets it (text), with ``overrides``."""
+    def build(overrides: dict[str, str], template: str = params.MINIMAL) -> dict[str, str]:
+        base = {p.name: params.to_text(p.default_for(template)) for p in params.params_for(template)
+                if not p.required}
+        base |= {"phase_01_dataset_man_data_uri": DATA, "phase_02_train_man_train_model": str(tiny_model),
+                 "workspace": str(tmp_path / "preflight-ws")}
+        return {**base, **overrides}
+    return build
 
 
 @pytest.mark.parametrize(("what", "overrides", "step"), CASES, ids=[c[0] for c in CASES])
 def test_preflight_rejects_what_the_step_rejects(what: str, overrides: dict[str, str], step: Call, tiny_model: Path,
-                                                 tmp_path: Path, raw: Callable[[dict[str, str]], dict[str, str]],
+                                                 tmp_path: Path, raw: Callable[..., dict[str, str]],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "")  # nothing external could run: every refusal comes before any work
     ws = tmp_path / "ws"
     write_jsonl(ws / "dataset" / "train.jsonl", chat_rows(4))  # what the dataset step left
     with pytest.raises(StepError) as by_step:
         step(ws, tiny_model)
-    with pytest.raises(ParamError) as by_preflight:
-        resolve(raw(overrides))
-    message = str(by_preflight.value)
-    assert message.startswith(tuple(f"{name}: " for name in overrides)), message
-    assert message.endswith(f": {by_step.value} ({_step_of(message)} step)"), (message, str(by_step.value))
-    assert "pw123" not in message  # echoed values are scrubbed
+    assert templates_of(overrides)
+    for template in templates_of(overrides):
+        with pytest.raises(ParamError) as by_preflight:
+            resolve(raw(overrides, template), template)
+        message = str(by_preflight.value)
+        assert message.startswith(tuple(f"{name}: " for name in overrides)), message
+        assert message.endswith(f": {by_step.value} ({_step_of(message)} step)"), (message, str(by_step.value))
+        assert "pw123" not in message  # echoed values are scrubbed
 
 
 @pytest.mark.parametrize(("what", "overrides", "step"), STRICTER, ids=[c[0] for c in STRICTER])
 def test_stricter_pipeline_rules_still_refuse_what_the_step_refuses(
         what: str, overrides: dict[str, str], step: Call, tiny_model: Path, tmp_path: Path,
-        raw: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        raw: Callable[..., dict[str, str]]) -> None:
     ws = tmp_path / "ws"
     write_jsonl(ws / "dataset" / "train.jsonl", chat_rows(4))
     with pytest.raises(StepError):
         step(ws, tiny_model)
-    with pytest.raises(ParamError) as by_preflight:
-        resolve(raw(overrides))
-    assert str(by_preflight.value).startswith(tuple(overrides)), str(by_preflight.value)
+    assert templates_of(overrides)
+    for template in templates_of(overrides):
+        with pytest.raises(ParamError) as by_preflight:
+            resolve(raw(overrides, template), template)
+        assert str(by_preflight.value).startswith(tuple(overrides)), str(by_preflight.value)
 
 
 def _step_of(message: str) -> str:
     return message.rsplit("(", 1)[1].removesuffix(" step)")
 
 
-def test_the_default_values_pass_every_rule(raw: Callable[[dict[str, str]], dict[str, str]]) -> None:
-    out, values = resolve(raw({}))
+@pytest.mark.parametrize("template", params.TEMPLATES)
+def test_the_default_values_pass_every_rule(raw: Callable[..., dict[str, str]], template: str) -> None:
+    out, values = resolve(raw({}, template), template)
     assert out["train_mode"] == "single" and values["phase_03_eval_opt_limit"] == -1
+    assert set(values) == params.names_for(template)
 
 
 def test_every_parameter_a_step_rule_reads_has_a_case() -> None:

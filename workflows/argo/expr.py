@@ -10,7 +10,7 @@ Three dialects share one tokenizer and parser:
   ``workflow.parameters.x`` or ``tasks['a-b'].outputs.result``, ``cond ? a : b``, ``a ?? b``,
   ``+ - * / %``, map ``{"k": v}`` and array ``[a, b]`` literals, and the functions Argo adds or expr-lang
   ships that templates here use: ``asInt``, ``asFloat``, ``int``, ``float``, ``string``, ``toJson``,
-  ``toJSON``, ``len``, ``lower``, ``upper``, ``trim``.
+  ``toJSON``, ``len``, ``lower``, ``upper``, ``trim``, ``split`` (Go's ``strings.Split``/``SplitN``), and indexing.
 
 An expression is parsed into a small tree first (:func:`parse_expression`), so the linter can list the
 variables it names (:func:`identifiers`, as Argo's ``getIdentifiers`` does) without evaluating it, and
@@ -371,8 +371,11 @@ class _Eval:
                 raise self.fail(f"cannot index {obj!r} with {key!r}") from None
         if k == "call":
             name, args = a
+            if name in _MULTI:
+                return _MULTI[name]([self.ev(x) for x in args], self)
             if name not in _FUNCS:
-                raise self.fail(f"function {name}() is not supported locally ({', '.join(sorted(_FUNCS))} are)")
+                known = sorted({*_FUNCS, *_MULTI})
+                raise self.fail(f"function {name}() is not supported locally ({', '.join(known)} are)")
             if len(args) != 1:
                 raise self.fail(f"{name}() takes one argument here")
             return _FUNCS[name](self.ev(args[0]), self)
@@ -450,6 +453,25 @@ _FUNCS: dict[str, Callable[[Any, _Eval], Any]] = {
 
 def _raise(p: _Eval, what: str) -> Any:
     raise p.fail(f"{what} is not defined")
+
+
+def _split(args: list[Any], p: _Eval) -> list[str]:
+    """expr-lang's ``split(str, sep[, n])``: Go's ``strings.Split`` / ``strings.SplitN`` (``split("", ",")`` is
+    ``[""]``; n < 0 means every part, n == 0 none)."""
+    if len(args) not in (2, 3) or not all(isinstance(x, str) for x in args[:2]):
+        raise p.fail("split() takes a string, a separator and an optional count")
+    text, sep = args[0], args[1]
+    n = args[2] if len(args) == 3 else -1
+    if not _is_num(n) or int(n) != n:
+        raise p.fail(f"split(): count {n!r} is not an integer")
+    if n == 0:
+        return []
+    if sep == "":
+        raise p.fail("split() with an empty separator is not supported locally")
+    return text.split(sep) if n < 0 else text.split(sep, int(n) - 1)
+
+
+_MULTI: dict[str, Callable[[list[Any], _Eval], Any]] = {"split": _split}
 
 
 # ---------------------------------------------------------------------------------------------- Go formatting

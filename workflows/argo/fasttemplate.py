@@ -121,12 +121,16 @@ def _tag_problems(tag: Tag, check: Check) -> list[str]:
 
 
 def strings(obj: Any, path: str = "") -> Iterable[tuple[str, str]]:
-    """Every string in a nested document, with its dotted path (``spec.templates[2].podSpecPatch``)."""
+    """Every string in a nested document, with its dotted path (``spec.templates[2].podSpecPatch``). Mapping keys
+    are strings too: Argo substitutes the template's JSON text, keys included (``metadata.labels.<key>``)."""
     if isinstance(obj, str):
         yield path, obj
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            yield from strings(v, f"{path}.{k}" if path else str(k))
+            here = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and START in k:
+                yield f"{here} (key)", k
+            yield from strings(v, here)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             name = v.get("name") if isinstance(v, dict) else None

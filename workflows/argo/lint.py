@@ -44,7 +44,7 @@ import yaml
 
 from steps.common.errors import StepError
 from workflows.argo import crd, fasttemplate, podspec
-from workflows.params import BY_NAME
+from workflows.params import BY_NAME, TEMPLATES, params_for
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 VERSIONS = ("v4.1.2", "v4.0.5")  # Argo JSON schema (schema.json) versions
@@ -61,6 +61,16 @@ PARAMETER_MATRIX: dict[str, tuple[str, ...]] = {
     "phase_03_eval_opt_gpu": ("0", "1", "8"),
     "phase_02_train_man_train_workers": ("1", "4"),
 }
+# Sets that shape the pods beyond the matrix (restricted to the parameters a template declares): pod labels and
+# annotations (every slot of the single train pod's metadata filled), millicores, env vars, the TrainJob path.
+SHAPE_SETS: tuple[dict[str, str], ...] = (
+    {"phase_02_train_opt_labels": "team=ml, cost-center=c42",
+     "phase_02_train_opt_annotations": "sidecar.istio.io/inject=false", "phase_02_train_opt_cpu": "500m",
+     "phase_02_train_opt_env_vars": "NCCL_DEBUG=INFO"},
+    {"phase_02_train_opt_labels": ",".join(f"example.com/l{i}=v{i}" for i in range(8)),
+     "phase_02_train_opt_annotations": ",".join(f"example.com/a{i}=a note; {i}" for i in range(8)),
+     "phase_02_train_man_train_workers": "4", "phase_02_train_opt_num_procs": "1"},
+)
 # Runner entries that must not mount the workspace: the task that waits for its volume to bind (a pod that mounts
 # an unbound claim stays Pending, so it could never report why).
 UNMOUNTED = frozenset({"steps.volume:wait_for_workspace"})
@@ -429,7 +439,7 @@ def parameter_sets(doc: Mapping[str, Any], matrix: Mapping[str, tuple[str, ...]]
     declared = _names(((doc.get("spec") or {}).get("arguments") or {}).get("parameters"))
     names = [n for n in matrix if n in declared]
     sets = [dict(zip(names, combo, strict=True)) for combo in itertools.product(*(matrix[n] for n in names))]
-    for values in extra if extra is not None else documented_sets():
+    for values in extra if extra is not None else (*documented_sets(), *SHAPE_SETS):
         sets.append({k: v for k, v in values.items() if k in declared})
     return sets
 
@@ -551,12 +561,62 @@ def trainjob_errors(doc: Mapping[str, Any], sets: list[dict[str, str]] | None = 
                 continue
             errors += [f"TrainJob from template {tmpl['name']} (with {_label(values)}): {e}"
                        for e in crd.trainjob_errors(manifest)]
+            for job in (manifest["spec"].get("runtimePatches") or []):  # the nodes' pod metadata, as the server
+                for rj in (((job.get("trainingRuntimeSpec") or {}).get("template") or {}).get("spec") or {}).get(
+                        "replicatedJobs") or []:
+                    pod = ((rj.get("template") or {}).get("spec") or {}).get("template") or {}
+                    errors += [f"TrainJob from template {tmpl['name']} (with {_label(values)}): {e}" for e in
+                               podspec.metadata_errors({"kind": "Pod", "metadata": {
+                                   "name": f"{rj.get('name')}-pod", **(pod.get("metadata") or {})}})]
     return sorted(set(errors), key=errors.index)
 
 
-_JOB_ARGS = {"workers", "gpus_per_worker", "image", "namespace", "pvc_claim", "name", "runtime", "owner_name",
-             "owner_uid", "model", "effective_batch_size", "epochs", "max_tokens_per_gpu", "max_seq_len",
-             "learning_rate", "unfreeze_rank_ratio", "use_liger", "seed"}
+POD_METADATA_PARAMS = {"labels": "phase_02_train_opt_labels", "annotations": "phase_02_train_opt_annotations"}
+TRAIN_ENTRY = "steps.train:train_model"
+
+
+def pod_metadata_errors(doc: Mapping[str, Any], sets: list[dict[str, str]] | None = None) -> list[str]:
+    """The single train pod carries, when Argo creates it, exactly the labels and annotations its parameters ask for
+    (as the train step's parser reads them) besides the template's own: nothing dropped (a missing slot), nothing
+    changed, for every parameter set that sets them."""
+    from steps.train.pod_settings import parse_annotations, parse_labels
+
+    declared = _names(((doc.get("spec") or {}).get("arguments") or {}).get("parameters"))
+    wanted = {k: p for k, p in POD_METADATA_PARAMS.items() if p in declared}
+    if not wanted:
+        return []
+    templates = [t for t, _ in _task_invocations(doc) if _runner_entry(t) == TRAIN_ENTRY]
+    parsers = {"labels": parse_labels, "annotations": parse_annotations}
+    errors: list[str] = []
+    for values in sets if sets is not None else parameter_sets(doc):
+        asked = {k: values.get(p, "") for k, p in wanted.items()}
+        if not any(asked.values()):
+            continue
+        objs, _ = rendered_objects(doc, values)  # render errors are the pod rule's
+        for tmpl in templates:
+            pod = next((o for o in objs if o.get("kind") == "Pod" and str(o["metadata"].get("name", "")).endswith(
+                f"-{tmpl['name']}")), None)
+            if pod is None:
+                continue
+            for key, text in asked.items():
+                own = {k: v for k, v in ((tmpl.get("metadata") or {}).get(key) or {}).items() if "{{" not in k}
+                want = {**own, **parsers[key](text)}
+                got = pod["metadata"].get(key) or {}
+                if got != want:
+                    errors.append(f"template {tmpl['name']}: metadata.{key} renders {got} for {wanted[key]}="
+                                  f"{text!r}; the pod must carry {want}")
+    return sorted(set(errors), key=errors.index)
+
+
+def _job_args() -> set[str]:
+    import inspect
+
+    from steps.train.trainjob_launch import job_manifest
+
+    return set(inspect.signature(job_manifest).parameters)
+
+
+_JOB_ARGS = _job_args()
 
 
 # ---------------------------------------------------------------------------------------------- policies
@@ -807,7 +867,14 @@ def lint_template(wt: dict[str, Any], cron: dict[str, Any] | None = None,
     declared = (wt["spec"].get("arguments") or {}).get("parameters") or []
     report["references and tags"] += [f"spec.arguments: {p['name']!r} is not in workflows/params.py"
                                       for p in declared if p["name"] not in BY_NAME]
+    name = (wt.get("metadata") or {}).get("name")
+    if name in TEMPLATES:  # one of ours: exactly its parameters, in its order
+        want = [p.name for p in params_for(name)]
+        if [p["name"] for p in declared] != want:
+            report["references and tags"].append(f"spec.arguments: not {name}'s parameters in their order "
+                                                 "(workflows/params.py params_for)")
     report["pods and resources (podSpecPatch x parameter sets)"] = pod_errors(wt)
+    report["pods and resources (podSpecPatch x parameter sets)"] += pod_metadata_errors(wt)
     report["TrainJob (Kubeflow Trainer CRD v2.3.0)"] = trainjob_errors(wt)
     report["retries and deadlines"] = retry_errors(wt)
     report["workspace volume (bounded wait)"] = volume_errors(wt)

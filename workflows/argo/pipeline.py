@@ -42,16 +42,29 @@ from steps.finish import record_status
 from steps.publish import DEFAULT_MOUNT, publish_model
 from steps.register import register_model
 from steps.train import train_model
+from steps.train.pod_settings import MAX_POD_METADATA
 from steps.train.trainjob_launch import launch_trainjob
 from steps.volume import wait_for_workspace
 from workflows.argo import goyaml
-from workflows.argo.preflight import preflight
+from workflows.argo.preflight import PREFLIGHT
 from workflows.image import image
 from workflows.local.pod import LOCAL_RUN_ANNOTATION
-from workflows.params import PARAMS, to_text
+from workflows.params import BY_NAME, FULL, MINIMAL, TEMPLATES, names_for, params_for, step_inputs, to_text
 
-NAME = "osft-minimal-pipeline"
+NAME = MINIMAL  # osft-minimal-pipeline: the original osft_minimal contract
+FULL_NAME = FULL  # osft-pipeline: every input of upstream's full osft pipeline
 CRON_NAME = "osft-minimal-pipeline-retrain"
+DESCRIPTIONS = {
+    MINIMAL: "OSFT fine-tuning: preflight, dataset, train, evaluate, register.",
+    FULL: "OSFT fine-tuning with every knob of upstream's osft pipeline (LR schedule, checkpoint policy, target "
+          "modules, unmasking, pre-tokenised data, pod labels/annotations/env, eval and registry settings).",
+}
+POD_STEP_KEY = "osft-pipeline.io/step"  # on the train pod; unused label/annotation slots fall back to it
+
+
+def cron_name(template: str = MINIMAL) -> str:
+    """The CronWorkflow of ``template`` (``osft-minimal-pipeline-retrain``, ``osft-pipeline-retrain``)."""
+    return f"{template}-retrain"
 IMAGE = image()  # the one image setting (OSFT_PIPELINE_IMAGE, or compile --image)
 SERVICE_ACCOUNT = "osft-pipeline"
 NAMESPACE = "argo"  # install namespace of the manifests (compile --namespace); RoleBinding subjects need one
@@ -82,7 +95,7 @@ MOUNT_TIMEOUT = f"{(PULL_ALLOWANCE_S + 900) // 60}m"
 
 def wf(name: str) -> str:
     """``{{workflow.parameters.<name>}}`` for a declared pipeline parameter."""
-    if not any(p.name == name for p in PARAMS):
+    if name not in BY_NAME:
         raise KeyError(f"unknown pipeline parameter {name}")
     return "{{workflow.parameters." + name + "}}"
 
@@ -205,6 +218,31 @@ def workspace_patch(owner: bool) -> str:
     })
 
 
+def metadata_slots(param: str, fallback_key: str, fallback_value: str, slots: int = MAX_POD_METADATA
+                   ) -> dict[str, str]:
+    """A template ``metadata.labels``/``annotations`` map that sets the pairs of a ``key=val,...`` workflow
+    parameter when Argo creates the pod (podSpecPatch cannot: it patches the Pod spec, not its metadata).
+
+    Argo substitutes tags in the template's JSON text, keys included, before it creates the pod: slot ``i``'s key
+    and value are expressions taking the i-th pair of the parameter (trimmed, split at the first ``=``); a slot past
+    the last pair renders to ``fallback_key: fallback_value``, a pair the template always sets, so every unused
+    slot collapses onto it (the JSON object's duplicate keys, all with the same value). The preflight refuses what
+    these expressions cannot take (an empty item, an item without ``=``, more than ``slots`` pairs, invalid keys
+    or values: steps/train/pod_settings.py); tests compare the rendered slots with that parser.
+    """
+    p = f"workflow.parameters.{param}"
+    items = f"split({p}, ',')"
+    out: dict[str, str] = {}
+    for i in range(slots):
+        cond = f"trim({p}) != '' && len({items}) > {i}"
+
+        def part(k: int, fallback: str, i: int = i, cond: str = cond) -> str:
+            return "{{=" + f"{cond} ? trim(split({items}[{i}], '=', 2)[{k}]) : '{fallback}'" + "}}"
+
+        out[part(0, fallback_key)] = part(1, fallback_value)
+    return out
+
+
 def pod_security() -> m.PodSecurityContext:
     """Non-root as the image's user; fsGroup (changed only when the volume root does not match) so an NFS-backed
     RWX volume, created root-owned 0755, is writable."""
@@ -230,12 +268,21 @@ DEADLINES = {
 WORKFLOW_DEADLINE_S = 9 * 24 * 3600
 
 
-def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTemplate:
-    """The ``osft-minimal-pipeline`` WorkflowTemplate.
+def build_template(image: str = IMAGE, artifacts: bool = False, template: str = MINIMAL) -> WorkflowTemplate:
+    """The ``osft-minimal-pipeline`` WorkflowTemplate, or with ``template=FULL_NAME`` the ``osft-pipeline`` one.
 
-    ``artifacts=True`` also exports metrics, comparison and plots as (optional) output artifacts;
-    that needs an artifact repository configured in the cluster.
+    One builder for both: the template's parameters (``workflows/params.py``) decide its arguments and which
+    step arguments its tasks pass (``step_inputs``); a step argument whose parameter the template lacks keeps
+    the step's default. ``artifacts=True`` also exports metrics, comparison and plots as (optional) output
+    artifacts; that needs an artifact repository configured in the cluster.
     """
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}: {' or '.join(TEMPLATES)}")
+    members = names_for(template)
+
+    def inputs(step: str) -> dict[str, str]:
+        return {arg: wf(param) for arg, param in step_inputs(step, template).items()}
+
     ws_mount = m.VolumeMount(name="workspace", mount_path=WORKSPACE)
     shm_mount = m.VolumeMount(name="dshm", mount_path="/dev/shm")
     common: dict[str, Any] = {
@@ -252,15 +299,16 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
 
     base_env = [Env(name="PYTHONUNBUFFERED", value="1")]
     arguments = [
-        Parameter(name=p.name, value="" if p.required else to_text(p.default), description=p.description,
+        Parameter(name=p.name, value="" if p.required else to_text(p.default_for(template)),
+                  description=p.description,
                   enum=["true", "false"] if p.type is bool else (list(p.enum) if p.enum else None))
-        for p in PARAMS
+        for p in params_for(template)
     ]
     with WorkflowTemplate(
-        name=NAME,
+        name=template,
         labels={"app.kubernetes.io/name": "osft-pipeline", "app.kubernetes.io/component": "pipeline"},
         annotations={
-            "workflows.argoproj.io/description": "OSFT fine-tuning: preflight, dataset, train, evaluate, register.",
+            "workflows.argoproj.io/description": DESCRIPTIONS[template],
             "workflows.argoproj.io/version": ">= 3.6",
         },
         entrypoint="pipeline",
@@ -289,7 +337,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             **limits("delete-workspace"),
         )
         t_preflight = Script(
-            name="preflight", source=preflight, **common,
+            name="preflight", source=PREFLIGHT[template], **common,
             env=base_env + secret_env("s3-secret", "hf-token", "oci-pull-secret-model-download",
                                       "kubernetes-credentials"),
             resources=_resources("100m", "256Mi", "512Mi"),
@@ -310,8 +358,17 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
         if artifacts:
             train_outputs += [_artifact("train-metrics", f"{WORKSPACE}/train/metrics.json"),
                               _artifact("loss-plot", f"{WORKSPACE}/train/loss.png")]
+        # Labels and annotations of the training pod, set when Argo creates it (template metadata; the fixed
+        # osft-pipeline.io/step pair is where the unused slots fall back to)
+        pod_meta: dict[str, Any] = {}
+        if "phase_02_train_opt_labels" in members:
+            pod_meta["labels"] = {POD_STEP_KEY: "train",
+                                  **metadata_slots("phase_02_train_opt_labels", POD_STEP_KEY, "train")}
+        if "phase_02_train_opt_annotations" in members:
+            pod_meta["annotations"] = {POD_STEP_KEY: "train",
+                                       **metadata_slots("phase_02_train_opt_annotations", POD_STEP_KEY, "train")}
         t_train = Script(
-            name="train", source=train_model, **{**common, "volume_mounts": [ws_mount, shm_mount]},
+            name="train", source=train_model, **{**common, "volume_mounts": [ws_mount, shm_mount]}, **pod_meta,
             env=base_env + secret_env("hf-token", "oci-pull-secret-model-download"),
             # the template's values; podSpecPatch sets them from the parameters (quantity fields take no tags)
             resources=_resources("4", "32Gi", "32Gi"),
@@ -426,42 +483,22 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
             s >> x
 
         pre = "{{tasks.preflight.outputs.parameters.%s}}"  # noqa: UP031
-        train_args = {
-            "workspace": WORKSPACE,
-            "model": wf("phase_02_train_man_train_model"),
-            "effective_batch_size": wf("phase_02_train_man_train_batch"),
-            "epochs": wf("phase_02_train_man_train_epochs"),
-            "max_tokens_per_gpu": wf("phase_02_train_man_train_tokens"),
-            "max_seq_len": wf("phase_02_train_opt_max_seq_len"),
-            "learning_rate": wf("phase_02_train_opt_learning_rate"),
-            "unfreeze_rank_ratio": wf("phase_02_train_man_train_unfreeze"),
-            "use_liger": wf("phase_02_train_opt_use_liger"),
-            "seed": wf("phase_02_train_opt_seed"),
-        }
+        train_args = {"workspace": WORKSPACE, **inputs("train")}
         with DAG(name="pipeline"):
             v = t_pvc(name="workspace-pvc")
             b = t_bound(name="workspace-bound", arguments={
                 "claim": WORKSPACE_CLAIM, "namespace": "{{workflow.namespace}}", "timeout_seconds": BIND_TIMEOUT_S})
-            a = t_preflight(name="preflight", arguments={p.name: wf(p.name) for p in PARAMS} | {
+            a = t_preflight(name="preflight", arguments={p.name: wf(p.name) for p in params_for(template)} | {
                 "workspace": WORKSPACE, "workflow_name": "{{workflow.name}}"})
-            d = t_dataset(name="dataset", arguments={
-                "data_uri": wf("phase_01_dataset_man_data_uri"),
-                "workspace": WORKSPACE,
-                "split": wf("phase_01_dataset_man_data_split"),
-                "subset": wf("phase_01_dataset_opt_subset"),
-                "seed": wf("phase_01_dataset_opt_seed"),
-                "hf_token": wf("phase_01_dataset_opt_hf_token"),
-            })
+            d = t_dataset(name="dataset", arguments={"workspace": WORKSPACE, **inputs("dataset")})
             t1 = t_train(name="train", when=f"'{pre % 'train_mode'}' == 'single'", arguments=train_args)
             t2 = t_trainjob(name="train-trainjob", when=f"'{pre % 'train_mode'}' == 'trainjob'", arguments={
                 **train_args,
-                "workers": wf("phase_02_train_man_train_workers"),
-                "gpus_per_worker": wf("phase_02_train_man_train_gpu"),
+                **inputs("train-trainjob"),
                 "image": image,
                 "namespace": "{{workflow.namespace}}",
                 "pvc_claim": WORKSPACE_CLAIM,
                 "name": "{{workflow.name}}-train",
-                "runtime": wf("phase_02_train_opt_runtime"),
                 "owner_name": "{{workflow.name}}",
                 "owner_uid": "{{workflow.uid}}",
             })
@@ -469,32 +506,18 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
                 "workspace": WORKSPACE,
                 "base_model": pre % "base_model",
                 "tasks": pre % "eval_tasks",
-                "limit": wf("phase_03_eval_opt_limit"),
-                "batch_size": wf("phase_03_eval_opt_batch"),
-                "max_regression": wf("phase_03_eval_opt_max_regression"),
+                **inputs("evaluate"),
             })
-            publish_args = {
-                "workspace": WORKSPACE,
-                "storage_uri": wf("phase_04_registry_opt_storage_uri"),
-                "name": wf("phase_04_registry_man_reg_name"),
-                "version": wf("phase_04_registry_man_reg_version"),
-                "workflow_name": "{{workflow.name}}",
-                "force": wf("phase_04_registry_opt_force"),
-            }
+            publish_args = {"workspace": WORKSPACE, **inputs("publish"), "workflow_name": "{{workflow.name}}"}
             p1 = t_publish(name="publish", when=f"'{pre % 'publish_mode'}' == 's3'", arguments=publish_args)
             p2 = t_publish_pvc(name="publish-pvc", when=f"'{pre % 'publish_mode'}' == 'pvc'", arguments={
                 **publish_args, "models_mount": DEFAULT_MOUNT, "models_claim": pre % "models_claim"})
             k = t_keep(name="keep-workspace", when=KEEP_MODE)
             r = t_register(name="register", when=f"'{wf('phase_04_registry_man_address')}' != ''", arguments={
                 "workspace": WORKSPACE,
-                "address": wf("phase_04_registry_man_address"),
-                "port": wf("phase_04_registry_opt_port"),
-                "name": wf("phase_04_registry_man_reg_name"),
-                "version": wf("phase_04_registry_man_reg_version"),
-                "format_version": wf("phase_04_registry_opt_format_version"),
-                "force": wf("phase_04_registry_opt_force"),
-                "pvc_claim": WORKSPACE_CLAIM,  # without a storage URI: pvc://<claim>/<path of the model>
-                "storage_uri": wf("phase_04_registry_opt_storage_uri"),  # else the published URI
+                **inputs("register"),  # storage_uri: the published URI; without one the workspace copy:
+                "pvc_claim": WORKSPACE_CLAIM,  # pvc://<claim>/<path of the model>
+                "pipeline_name": template,
                 "workflow_name": "{{workflow.name}}",
                 "workflow_uid": "{{workflow.uid}}",
                 "namespace": "{{workflow.namespace}}",
@@ -508,18 +531,18 @@ def build_template(image: str = IMAGE, artifacts: bool = False) -> WorkflowTempl
 
 
 def build_cron(schedule: str = CRON_SCHEDULE, timezone: str = "UTC", overrides: dict[str, str] | None = None,
-               suspend: bool = True) -> CronWorkflow:
-    """The ``osft-minimal-pipeline-retrain`` CronWorkflow (suspended until a dataset is set).
+               suspend: bool = True, template: str = MINIMAL) -> CronWorkflow:
+    """The ``<template>-retrain`` CronWorkflow (suspended until a dataset is set).
 
-    It references the WorkflowTemplate; ``overrides`` become its arguments (validated by the caller).
+    It references the WorkflowTemplate ``template``; ``overrides`` become its arguments (validated by the caller).
     The registry version defaults to ``auto`` so every run registers a new version.
     """
     args = {"phase_01_dataset_man_data_uri": "", "phase_04_registry_man_reg_version": "auto"} | (overrides or {})
     return CronWorkflow(
-        name=CRON_NAME,
+        name=cron_name(template),
         labels={"app.kubernetes.io/name": "osft-pipeline", "app.kubernetes.io/component": "retrain"},
         annotations={"workflows.argoproj.io/description":
-                     "Scheduled OSFT retraining from workflowtemplate/osft-minimal-pipeline."},
+                     f"Scheduled OSFT retraining from workflowtemplate/{template}."},
         schedules=[schedule],
         timezone=timezone,
         concurrency_policy="Forbid",
@@ -527,7 +550,7 @@ def build_cron(schedule: str = CRON_SCHEDULE, timezone: str = "UTC", overrides: 
         successful_jobs_history_limit=3,
         failed_jobs_history_limit=3,
         cron_suspend=suspend,
-        workflow_template_ref=m.WorkflowTemplateRef(name=NAME),
+        workflow_template_ref=m.WorkflowTemplateRef(name=template),
         arguments=[Parameter(name=k, value=v) for k, v in args.items()],
     )
 
@@ -581,7 +604,7 @@ def _image_name_tag(ref: str) -> tuple[str, str]:
 
 
 def kustomization(namespace: str = NAMESPACE, image: str = IMAGE) -> dict[str, Any]:
-    """``kubectl apply -k templates/`` installs RBAC, the template and the (suspended) cron into ``namespace``.
+    """``kubectl apply -k templates/`` installs RBAC, both templates and their (suspended) crons into ``namespace``.
 
     ``images:`` is the one place to point every step at another image: set ``newName``/``newTag`` (or
     ``kustomize edit set image``); ``kustomizeconfig.yaml`` teaches kustomize where our images are
@@ -589,7 +612,7 @@ def kustomization(namespace: str = NAMESPACE, image: str = IMAGE) -> dict[str, A
     """
     name, tag = _image_name_tag(image)
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": namespace,
-            "resources": ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"],
+            "resources": ["rbac.yaml", *(f for t in TEMPLATES for f in (f"{t}.yaml", f"{cron_name(t)}.yaml"))],
             "configurations": ["kustomizeconfig.yaml"],
             "images": [{"name": name, "newName": name, **({"newTag": tag} if tag else {})}]}
 

@@ -69,8 +69,9 @@ def render_doc(obj: Any, values: Mapping[str, str], where: str) -> Any:
     """Every string in ``obj`` rendered (see :func:`render_value`)."""
     if isinstance(obj, str):
         return render_value(obj, values, where)
-    if isinstance(obj, dict):
-        return {k: render_doc(v, values, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, dict):  # keys too: Argo substitutes the template's JSON text (duplicate keys: the last wins)
+        return {(render_value(k, values, f"{where}.{k} (key)") if isinstance(k, str) else k):
+                render_doc(v, values, f"{where}.{k}") for k, v in obj.items()}
     if isinstance(obj, list):
         return [render_doc(v, values, f"{where}[{i}]") for i, v in enumerate(obj)]
     return obj
@@ -194,8 +195,12 @@ def pod_for(doc: Mapping[str, Any], tmpl: Mapping[str, Any], values: Mapping[str
         if patch_text:
             rendered = render_value(patch_text, local, f"{where} podSpecPatch")
             pod_spec = strategic_merge(pod_spec, parse_patch(rendered, where))
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{values.get('workflow.name', 'wf')}-"
-                                                            f"{tmpl['name']}"}, "spec": pod_spec}
+    metadata: dict[str, Any] = {"name": f"{values.get('workflow.name', 'wf')}-{tmpl['name']}"}
+    for key in ("labels", "annotations"):  # workflow podMetadata, then the template's (workflowpod.addMetadata)
+        merged = {**((spec.get("podMetadata") or {}).get(key) or {}), **((tmpl.get("metadata") or {}).get(key) or {})}
+        if merged:
+            metadata[key] = render_doc(merged, local, f"{where} metadata.{key}")
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
 
 
 def resource_manifest(tmpl: Mapping[str, Any], values: Mapping[str, str], inputs: Mapping[str, str]) -> Any:
@@ -234,10 +239,33 @@ def k8s_errors(obj: Mapping[str, Any], versions: tuple[str, ...] = K8S_VERSIONS)
             msg = f"{name}: {exc.message} at {'.'.join(str(p) for p in exc.path) or '<root>'} (Kubernetes {version})"
             if msg.rsplit(" (", 1)[0] not in [m.rsplit(" (", 1)[0] for m in out]:
                 out.append(msg)
+    out += metadata_errors(obj)
     if obj.get("kind") == "Pod":
         out += extended_resource_errors(obj) + quantity_errors(obj)
     if obj.get("kind") == "PersistentVolumeClaim":
         out += quantity_errors(obj)
+    return out
+
+
+def metadata_errors(obj: Mapping[str, Any]) -> list[str]:
+    """The API server's rules for labels and annotations (``ValidateLabels``/``ValidateAnnotations``), which
+    kubernetes-validate's schemas do not carry: qualified-name keys, label values, 256 KiB of annotations."""
+    from steps.train.pod_settings import label_value_problem, qualified_name_problem
+
+    name = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
+    meta = obj.get("metadata") or {}
+    out: list[str] = []
+    for key, value in (meta.get("labels") or {}).items():
+        if (why := qualified_name_problem(str(key))) is not None:
+            out.append(f"{name}: metadata.labels: key {key!r} is not a qualified name: {why}")
+        if (why := label_value_problem(str(value))) is not None:
+            out.append(f"{name}: metadata.labels[{key!r}]={value!r}: a label value {why}")
+    annotations = meta.get("annotations") or {}
+    for key in annotations:
+        if (why := qualified_name_problem(str(key).lower())) is not None:
+            out.append(f"{name}: metadata.annotations: key {key!r} is not a qualified name: {why}")
+    if sum(len(str(k)) + len(str(v)) for k, v in annotations.items()) > 256 * 1024:
+        out.append(f"{name}: metadata.annotations: larger than 256 KiB together")
     return out
 
 

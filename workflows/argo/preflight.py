@@ -2,8 +2,9 @@
 
 Why here and not in ``steps/``: the parameter rules live once in ``workflows/params.py`` and steps
 never import workflows. So the secret/cluster checks are a plain step (``steps.preflight``) and
-this thin runner entry point joins the two. Its inputs are generated from ``PARAMS`` (one Argo
-input per pipeline parameter, all carried as raw text so *our* rules, not pydantic, judge them);
+this thin runner entry point joins the two. Each template has its own entry (``preflight`` for
+osft-minimal-pipeline, ``preflight_full`` for osft-pipeline) whose inputs are generated from that template's
+parameters (one Argo input each, all carried as raw text so *our* rules, not pydantic, judge them);
 its outputs are the normalised values later tasks consume.
 """
 
@@ -17,32 +18,38 @@ from pydantic import create_model
 from steps.common.errors import StepError
 from steps.common.secrets import add_secret
 from steps.preflight import check_environment
-from workflows.params import PARAMS, ParamError, environment_rules, to_text, validate
+from workflows.params import FULL, MINIMAL, ParamError, environment_rules, params_for, to_text, validate
 
 WORKSPACE = "/workspace"
 
-PreflightInputs = create_model(
-    "PreflightInputs",
-    __base__=Input,
-    __doc__="One raw-text input per pipeline parameter, plus the workspace path.",
-    **{p.name: (str, "" if p.required else to_text(p.default)) for p in PARAMS},
-    workspace=(str, WORKSPACE),
-    workflow_name=(str, ""),
-)
+
+def inputs_model(template: str = MINIMAL) -> Any:
+    """The preflight's inputs for ``template``: one raw-text input per parameter of it, plus the workspace."""
+    return create_model(
+        "PreflightInputs" if template == MINIMAL else "PreflightInputsFull",
+        __base__=Input,
+        __doc__=f"One raw-text input per parameter of {template}, plus the workspace path.",
+        **{p.name: (str, "" if p.required else to_text(p.default_for(template))) for p in params_for(template)},
+        workspace=(str, WORKSPACE),
+        workflow_name=(str, ""),
+    )
 
 
-_REQUIRED = {p.name for p in PARAMS if p.required}
+PreflightInputs = inputs_model(MINIMAL)
+PreflightInputsFull = inputs_model(FULL)
 
 
-def resolve(raw: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
-    """Validate raw parameter text (an empty required one counts as missing) with every rule of every step,
-    including those that need this environment (a local model folder, the eval task registry and its data).
+def resolve(raw: dict[str, str], template: str = MINIMAL) -> tuple[dict[str, str], dict[str, Any]]:
+    """Validate raw parameter text of ``template`` (an empty required one counts as missing) with every rule of
+    every step, including those that need this environment (a local model folder, the eval task registry and its
+    data).
 
     Returns the normalised outputs later tasks take, and every parameter's typed value.
     """
+    required = {p.name for p in params_for(template) if p.required}
     given = {k: v for k, v in raw.items()
-             if k not in ("workspace", "workflow_name") and not (k in _REQUIRED and not str(v).strip())}
-    values = validate(given)
+             if k not in ("workspace", "workflow_name") and not (k in required and not str(v).strip())}
+    values = validate(given, template)
     for rule in environment_rules(str(raw.get("workspace") or WORKSPACE)):
         rule.apply(values)
     outputs = {
@@ -85,21 +92,20 @@ def model_home(values: dict[str, Any], workflow: str = "{{workflow.name}}") -> t
                        "keep it")
 
 
-def preflight(
-    inputs: PreflightInputs,  # type: ignore[valid-type]
-) -> tuple[
+Outputs = tuple[
     Annotated[str, Parameter(name="train_mode", description="single (one pod) or trainjob (workers > 1)")],
     Annotated[str, Parameter(name="base_model", description="model to compare against ('' = no comparison)")],
     Annotated[str, Parameter(name="eval_tasks", description="lm-eval tasks as a JSON list")],
     Annotated[str, Parameter(name="publish_mode", description="s3, pvc or none: which publish task runs")],
     Annotated[str, Parameter(name="models_claim", description="the pvc:// storage URI's claim ('' otherwise)")],
-]:
-    """Fail in seconds on a bad parameter or a missing secret, before any GPU pod starts."""
-    raw = inputs.model_dump()  # type: ignore[attr-defined]
+]
+
+
+def _preflight(raw: dict[str, Any], template: str) -> tuple[str, str, str, str, str]:
     add_secret(str(raw.get("phase_01_dataset_opt_hf_token") or ""))  # masked in every message of this task
     workspace = raw.get("workspace") or WORKSPACE
     try:
-        out, values = resolve(raw)
+        out, values = resolve(raw, template)
     except ParamError as exc:
         from steps.common.workspace import Workspace
 
@@ -124,3 +130,16 @@ def preflight(
     level, line = model_home(values, str(raw.get("workflow_name") or "") or "<workflow>")
     Workspace.at(workspace).log("preflight", f"{level}: {line}" if level != "ok" else line)
     return out["train_mode"], out["base_model"], out["eval_tasks"], out["publish_mode"], out["models_claim"]
+
+
+def preflight(inputs: PreflightInputs) -> Outputs:  # type: ignore[valid-type]
+    """Fail in seconds on a bad parameter or a missing secret, before any GPU pod starts (osft-minimal-pipeline)."""
+    return _preflight(inputs.model_dump(), MINIMAL)  # type: ignore[attr-defined]
+
+
+def preflight_full(inputs: PreflightInputsFull) -> Outputs:  # type: ignore[valid-type]
+    """Fail in seconds on a bad parameter or a missing secret, before any GPU pod starts (osft-pipeline)."""
+    return _preflight(inputs.model_dump(), FULL)  # type: ignore[attr-defined]
+
+
+PREFLIGHT = {MINIMAL: preflight, FULL: preflight_full}  # the preflight task's function of each template

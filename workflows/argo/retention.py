@@ -21,7 +21,7 @@ from workflows.argo import podspec
 from workflows.argo.expr import ExprError, eval_when
 
 REGISTER_ENTRY = "steps.register:register_model"
-PREFLIGHT_ENTRY = "workflows.argo.preflight:preflight"
+PREFLIGHT_ENTRIES = ("workflows.argo.preflight:preflight", "workflows.argo.preflight:preflight_full")
 STATUS_ENTRY = "steps.finish:record_status"
 # The parameter sets simulated: registry address x storage URI (the values that decide where the model lives)
 REGISTRY_VALUES = ("", "model-registry.ml.svc")
@@ -113,7 +113,7 @@ class _Run:
             entry = _entry(tmpl)
             if "resource" in tmpl:
                 self._resource(task["name"], tmpl, inputs)
-            elif entry == PREFLIGHT_ENTRY:
+            elif entry in PREFLIGHT_ENTRIES:
                 local.update({f"tasks.{task['name']}.outputs.parameters.{k}": v
                               for k, v in _preflight_outputs(self.gv).items()})
             elif entry == REGISTER_ENTRY:

@@ -29,7 +29,7 @@ from steps.common.errors import StepError
 from workflows import connection
 from workflows.argo import pipeline
 from workflows.argo.nodes import task_nodes
-from workflows.params import ParamError, problems, to_text
+from workflows.params import MINIMAL, TEMPLATES, ParamError, problems, to_text
 
 T = TypeVar("T")
 FINAL_PHASES = ("Succeeded", "Failed", "Error")
@@ -111,19 +111,29 @@ def _call(target: ArgoTarget, what: str, fn: Callable[[], T]) -> T:
         raise ArgoError(f"{what}: {connection.describe(exc, target.host, hint)}") from None
 
 
-def parameter_errors(overrides: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
-    """Every problem of ``-p`` overrides at once (the CLI's rules; the dataset is required), and the overrides as
-    Argo text (normalised: ``False`` -> ``false``, ``a, b`` -> ``["a", "b"]``) when there is none."""
+def template_of(from_ref: str) -> str:
+    """The pipeline template whose parameters ``--from KIND/NAME`` takes: NAME when it is one of ours, else the
+    minimal one (a renamed copy of it)."""
+    try:
+        name = parse_from(from_ref)[1]
+    except ArgoError:
+        return MINIMAL
+    return name if name in TEMPLATES else MINIMAL
+
+
+def parameter_errors(overrides: Mapping[str, Any], template: str = MINIMAL) -> tuple[dict[str, str], list[str]]:
+    """Every problem of ``-p`` overrides for ``template`` at once (the CLI's rules; the dataset is required), and
+    the overrides as Argo text (normalised: ``False`` -> ``false``, ``a, b`` -> ``["a", "b"]``) when there is none."""
     given = dict(overrides)
-    values, errors = problems(given)
+    values, errors = problems(given, template)
     if errors:
         return {}, [str(e) for e in errors]
     return {k: to_text(values[k]) for k in given}, []
 
 
-def checked_overrides(overrides: Mapping[str, Any]) -> dict[str, str]:
+def checked_overrides(overrides: Mapping[str, Any], template: str = MINIMAL) -> dict[str, str]:
     """Validate ``-p`` overrides with the CLI's rules (the dataset is required); return them as Argo text."""
-    params, errors = parameter_errors(overrides)
+    params, errors = parameter_errors(overrides, template)
     if errors:
         raise ParamError(errors[0] + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""))
     return params
@@ -147,18 +157,19 @@ def request_body(req: Any) -> dict[str, Any]:
     return json.loads(req.json(exclude_none=True, by_alias=True, exclude_unset=True, exclude_defaults=True))
 
 
-def install_objects(namespace: str, image: str = pipeline.IMAGE, artifacts: bool = False) -> dict[str, Any]:
+def install_objects(namespace: str, image: str = pipeline.IMAGE, artifacts: bool = False,
+                    template: str = MINIMAL) -> dict[str, Any]:
     """What ``osft-pipeline compile --namespace NS --image I [--artifacts]`` writes and ``--install`` installs:
-    the WorkflowTemplate (Hera object) and the RBAC manifests."""
-    return {"template": pipeline.build_template(image=image, artifacts=artifacts),
+    the WorkflowTemplate ``template`` (Hera object) and the RBAC manifests."""
+    return {"template": pipeline.build_template(image=image, artifacts=artifacts, template=template),
             "rbac": pipeline.rbac_manifests(namespace)}
 
 
 def install_template(target: ArgoTarget, image: str = pipeline.IMAGE, artifacts: bool = False,
-                     kube: Any = None) -> list[str]:
-    """Create or update the WorkflowTemplate (through the Argo Server) and, when ``kube`` (a Kubernetes
+                     kube: Any = None, template: str = MINIMAL) -> list[str]:
+    """Create or update the WorkflowTemplate ``template`` (through the Argo Server) and, when ``kube`` (a Kubernetes
     ``ApiClient``) is given, its ServiceAccount, Role and RoleBinding; returns what was installed (``kind/name``)."""
-    objs = install_objects(target.namespace, image=image, artifacts=artifacts)
+    objs = install_objects(target.namespace, image=image, artifacts=artifacts, template=template)
     done: list[str] = []
     if kube is not None:
         from workflows.kube import apply_objects
@@ -167,8 +178,8 @@ def install_template(target: ArgoTarget, image: str = pipeline.IMAGE, artifacts:
     wt = objs["template"]
     wt.namespace = target.namespace
     wt.workflows_service = target.service()
-    _call(target, f"install workflowtemplate/{pipeline.NAME}", wt.update)
-    return done + [f"workflowtemplate/{pipeline.NAME}"]
+    _call(target, f"install workflowtemplate/{template}", wt.update)
+    return done + [f"workflowtemplate/{template}"]
 
 
 def submit_from_template(target: ArgoTarget, overrides: Mapping[str, Any], install: bool = False,
@@ -177,14 +188,17 @@ def submit_from_template(target: ArgoTarget, overrides: Mapping[str, Any], insta
                          from_ref: str = DEFAULT_FROM, service_account: str = "", artifacts: bool = False,
                          kube: Any = None, on_nodes: Callable[[dict[str, dict[str, str]]], None] | None = None
                          ) -> dict[str, str]:
-    """``argo submit --from workflowtemplate/osft-minimal-pipeline -p …`` [--wait]; returns name and phase.
-    ``install`` first installs the template (and, with ``kube``, its RBAC) as ``compile`` writes them."""
-    params = checked_overrides(overrides)
+    """``argo submit --from workflowtemplate/osft-minimal-pipeline -p …`` [--wait] (or ``…/osft-pipeline``);
+    returns name and phase. ``install`` first installs that template (and, with ``kube``, its RBAC) as ``compile``
+    writes them."""
+    template = template_of(from_ref)
+    params = checked_overrides(overrides, template)
     req = submit_request(target.namespace, params, from_ref, service_account)
     if install:
-        if (req.resource_kind, req.resource_name) != ("WorkflowTemplate", pipeline.NAME):
-            raise ArgoError(f"--install installs workflowtemplate/{pipeline.NAME}; submit --from {DEFAULT_FROM}")
-        install_template(target, image=image, artifacts=artifacts, kube=kube)
+        if req.resource_kind != "WorkflowTemplate" or req.resource_name not in TEMPLATES:
+            raise ArgoError(f"--install installs workflowtemplate/{' or workflowtemplate/'.join(TEMPLATES)}; "
+                            f"submit --from one of them")
+        install_template(target, image=image, artifacts=artifacts, kube=kube, template=req.resource_name)
     svc = target.service()
     what = f"submit from {from_ref}"
     try:
@@ -249,25 +263,27 @@ def get_workflow(target: ArgoTarget, name: str) -> dict[str, Any]:
 
 
 def install_cron(target: ArgoTarget, overrides: Mapping[str, Any], schedule: str = pipeline.CRON_SCHEDULE,
-                 timezone: str = "UTC", suspend: bool = False) -> str:
-    """Create or update the retraining CronWorkflow with these parameters (the dataset is required); the schedule
-    and timezone are checked as Argo checks them first."""
+                 timezone: str = "UTC", suspend: bool = False, template: str = MINIMAL) -> str:
+    """Create or update ``template``'s retraining CronWorkflow with these parameters (the dataset is required);
+    the schedule and timezone are checked as Argo checks them first."""
     from workflows.argo.cron import check_schedule, check_timezone
 
-    params = checked_overrides(overrides)
+    params = checked_overrides(overrides, template)
     check_schedule(schedule)
     check_timezone(timezone)
-    cron = pipeline.build_cron(schedule=schedule, timezone=timezone, overrides=params, suspend=suspend)
+    cron = pipeline.build_cron(schedule=schedule, timezone=timezone, overrides=params, suspend=suspend,
+                               template=template)
     cron.namespace = target.namespace
     cron.workflows_service = target.service()
-    _call(target, f"install cronworkflow/{pipeline.CRON_NAME}", cron.update)
-    return pipeline.CRON_NAME
+    name = pipeline.cron_name(template)
+    _call(target, f"install cronworkflow/{name}", cron.update)
+    return name
 
 
-def set_cron_suspended(target: ArgoTarget, suspended: bool) -> bool:
-    """Suspend or resume the retraining CronWorkflow; returns the new ``spec.suspend``."""
+def set_cron_suspended(target: ArgoTarget, suspended: bool, template: str = MINIMAL) -> bool:
+    """Suspend or resume ``template``'s retraining CronWorkflow; returns the new ``spec.suspend``."""
     svc = target.service()
-    name, ns = pipeline.CRON_NAME, target.namespace
+    name, ns = pipeline.cron_name(template), target.namespace
     if suspended:
         cw = _call(target, f"suspend cronworkflow/{name}", lambda: svc.suspend_cron_workflow(
             name, m.CronWorkflowSuspendRequest(name=name, namespace=ns), namespace=ns))

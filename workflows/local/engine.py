@@ -240,10 +240,10 @@ class LocalRunner(TagRenderer, PodExecutor):
         if not self.check_cluster:
             return
         from workflows.argo.lint import cluster_errors, policy_errors
-        from workflows.argo.pipeline import NAME
+        from workflows.params import TEMPLATES
 
         errors = cluster_errors(dict(self.doc), values=params)
-        if (self.doc.get("metadata") or {}).get("name") == NAME:  # the pipeline's template: every lint rule
+        if (self.doc.get("metadata") or {}).get("name") in TEMPLATES:  # the pipeline's templates: every lint rule
             errors += [e for e in policy_errors(dict(self.doc)) if e not in errors]
         if errors:
             more = f" (and {len(errors) - 1} more: `osft-pipeline lint` lists them)" if len(errors) > 1 else ""

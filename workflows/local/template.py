@@ -63,22 +63,27 @@ def generic_validator(doc: Mapping[str, Any]) -> Validator:
     return check
 
 
-def pipeline_validator(values: dict[str, str]) -> dict[str, str]:
-    """Check with the pipeline's own parameter rules (workflows/params.py); values pass on unchanged, as Argo's."""
+def pipeline_validator(values: dict[str, str], template: str = "osft-minimal-pipeline") -> dict[str, str]:
+    """Check with the pipeline's own parameter rules (workflows/params.py) for ``template``; values pass on
+    unchanged, as Argo's."""
     from workflows import params
 
-    params.validate(values)
+    params.validate(values, template)
     return values
 
 
 def default_validator(doc: Mapping[str, Any]) -> Validator:
-    """The pipeline's rules when every argument is one of the pipeline's parameters, else the generic check."""
+    """The pipeline's rules when every argument is one of a pipeline template's parameters (that template: the
+    one the document is named after, else the first whose parameters hold them all), else the generic check."""
     from workflows import params
 
     generic = generic_validator(doc)
     names = set(template_arguments(doc))
-    if names and names <= set(params.BY_NAME):
-        return lambda values: pipeline_validator(generic(values))
+    named = (doc.get("metadata") or {}).get("name")
+    order = [named] if named in params.TEMPLATES else list(params.TEMPLATES)
+    template = next((t for t in order if names <= params.names_for(t)), None)
+    if names and template is not None:
+        return lambda values: pipeline_validator(generic(values), template)
     return generic
 
 

@@ -95,8 +95,10 @@ def test_no_secret_values_only_references(monkeypatch: pytest.MonkeyPatch) -> No
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hf-token", "key": "HF_TOKEN", "optional": True}
     assert "value" not in env["HF_TOKEN"] and "value" not in env["OCI_PULL_SECRET_MODEL_DOWNLOAD"]
     assert env["LOG_LEVEL"]["value"] == "info"
-    with pytest.raises(StepError, match="looks like a secret"):
+    with pytest.raises(StepError, match="is a secret: secrets are attached by secretKeyRef only"):
         _manifest(extra_env={"HF_TOKEN": "x"})
+    with pytest.raises(StepError, match="looks like a secret"):
+        _manifest(extra_env={"WANDB_API_KEY": "x"})
 
 
 @pytest.mark.parametrize(("kw", "msg"), [

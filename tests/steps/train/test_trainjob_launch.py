@@ -59,7 +59,7 @@ class KubeStub:
 
 
 def _fake_manifest(name: str, namespace: str, image: str, pvc_claim: str, workers: int, gpus_per_worker: int,
-                   train_args: dict, runtime: str = "training-hub") -> dict[str, Any]:
+                   train_args: dict, runtime: str = "training-hub", **_settings: Any) -> dict[str, Any]:
     return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {"runtimeRef": {"name": runtime}, "trainer": {"image": image, "numNodes": workers,

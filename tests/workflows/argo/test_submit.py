@@ -10,6 +10,7 @@ from tests.argo_stub import ArgoStub
 from workflows.argo.pipeline import CRON_NAME, NAME
 from workflows.argo.submit import ArgoError, ArgoTarget, install_cron, set_cron_suspended, submit_from_template
 from workflows.cli import app
+from workflows.params import ParamError
 
 DATA = "phase_01_dataset_man_data_uri"
 
@@ -167,3 +168,25 @@ def test_install_without_a_kubeconfig_installs_the_template_and_says_rbac_was_no
                                   "KUBERNETES_SERVICE_HOST": ""})
     assert res.exit_code == 0 and ("ml", NAME) in stub.templates
     assert "warning: RBAC not installed (no Kubernetes API configured" in res.output
+
+
+def test_the_full_template_installs_submits_and_gets_its_own_cron(stub: ArgoStub) -> None:
+    """--from workflowtemplate/osft-pipeline: checked with that template's parameters, installed and submitted;
+    its cron (osft-pipeline-retrain) is installed, suspended and resumed beside the minimal one's."""
+    t = _target(stub)
+    values = {DATA: "s3://b/chat.jsonl", "phase_02_train_opt_lr_scheduler": "linear",
+              "phase_02_train_opt_lr_warmup": "10", "phase_03_eval_opt_gen_kwargs": "max_gen_toks=64"}
+    with pytest.raises(ParamError, match="is a parameter of the osft-pipeline template"):
+        submit_from_template(t, values)  # the default --from is the minimal template
+    run = submit_from_template(t, values, install=True, from_ref="workflowtemplate/osft-pipeline")
+    assert run["name"].startswith("osft-pipeline-") and ("ml", "osft-pipeline") in stub.templates
+    body = next(b for m, p, b in stub.requests if p == "/api/v1/workflows/ml/submit")
+    assert body["resourceName"] == "osft-pipeline"
+    assert "phase_03_eval_opt_gen_kwargs={\"max_gen_toks\": 64}" in body["submitOptions"]["parameters"]
+    install_cron(t, {DATA: "s3://b/weekly.jsonl", "phase_02_train_opt_unmask": "true"}, template="osft-pipeline")
+    cron = stub.crons[("ml", "osft-pipeline-retrain")]
+    assert cron["spec"]["workflowSpec"]["workflowTemplateRef"] == {"name": "osft-pipeline"}
+    res = CliRunner().invoke(app, ["cron", "suspend", "--template", "osft-pipeline", "--host", stub.url, "--token",
+                                   stub.token, "-n", "ml"])
+    assert res.exit_code == 0 and "cronworkflow/osft-pipeline-retrain suspended" in res.output
+    assert ("ml", CRON_NAME) not in stub.crons and stub.invalid == []

@@ -13,7 +13,7 @@ import yaml
 from workflows.argo import compile as comp
 from workflows.argo import lint, pipeline
 from workflows.argo.pipeline import SECRET_KEYS, build_cron, build_template
-from workflows.params import PARAMS, to_text
+from workflows.params import FULL, MINIMAL, PARAMS, TEMPLATES, params_for, to_text
 
 ROOT = Path(__file__).resolve().parents[3]
 README_SPEC = ROOT / "tests" / "data" / "spec" / "osft-minimal-pipeline-README.md"  # the seed's README
@@ -148,7 +148,7 @@ def _mutate(wt: dict[str, Any], fn: Any) -> list[str]:
      "quote {{workflow.parameters.phase_04_registry_man_address}}"),
     (lambda d: _tasks(d)["dataset"]["arguments"]["parameters"].append({"name": "splitt", "value": "1"}),
      "'splitt' is not an input"),
-    (lambda d: _tasks(d)["dataset"]["arguments"]["parameters"].pop(1), "input 'workspace' of template dataset"),
+    (lambda d: _tasks(d)["dataset"]["arguments"]["parameters"].pop(0), "input 'workspace' of template dataset"),
     (lambda d: _tmpl(d, "dataset")["script"]["env"][1]["valueFrom"]["secretKeyRef"].update(key="aws_key"),
      "has no key 'aws_key'"),
     (lambda d: _tmpl(d, "dataset")["script"]["env"][1]["valueFrom"]["secretKeyRef"].update(name="aws"),
@@ -195,13 +195,17 @@ def test_secret_names_and_keys_match_the_original_readme() -> None:
 # ------------------------------------------------------------------------------------------------- behaviour
 
 
-def test_arguments_carry_values_from_params_with_bool_enums(wt: dict[str, Any]) -> None:
-    args = {p["name"]: p for p in wt["spec"]["arguments"]["parameters"]}
-    assert list(args) == [p.name for p in PARAMS]
-    for p in PARAMS:
-        assert args[p.name]["value"] == ("" if p.required else to_text(p.default))
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_arguments_carry_values_from_params_with_bool_enums(template: str) -> None:
+    doc = build_template(template=template).to_dict()
+    assert doc["metadata"]["name"] == template
+    args = {p["name"]: p for p in doc["spec"]["arguments"]["parameters"]}
+    assert list(args) == [p.name for p in params_for(template)]
+    for p in params_for(template):
+        assert args[p.name]["value"] == ("" if p.required else to_text(p.default_for(template)))
         assert "default" not in args[p.name]
         assert (args[p.name].get("enum") == ["true", "false"]) is (p.type is bool)
+    assert len(args) == {MINIMAL: 37, FULL: len(PARAMS)}[template]
 
 
 def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
@@ -367,7 +371,8 @@ def test_cron_workflow(cron: dict[str, Any]) -> None:
 
 def test_install_manifests() -> None:
     kust = comp.load_docs(comp.TEMPLATES_DIR / "kustomization.yaml")[0]
-    assert kust["resources"] == ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml"]
+    assert kust["resources"] == ["rbac.yaml", "osft-minimal-pipeline.yaml", "osft-minimal-pipeline-retrain.yaml",
+                                 "osft-pipeline.yaml", "osft-pipeline-retrain.yaml"]
     assert kust["images"] == [{"name": "quay.io/osft-pipeline/osft-pipeline",
                                "newName": "quay.io/osft-pipeline/osft-pipeline", "newTag": "0.1.0"}]
     rbac = {d["kind"]: d for d in comp.load_docs(comp.TEMPLATES_DIR / "rbac.yaml")}

@@ -9,17 +9,25 @@ import yaml
 
 from workflows.argo.pipeline import build_template
 from workflows.kfp import pipeline as kfp_pipeline
-from workflows.params import PARAMS
+from workflows.params import FULL, MINIMAL, PARAMS, names_for, params_for
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "templates" / "osft-minimal-pipeline.kfp.yaml"
+GOLDEN_FULL = ROOT / "templates" / "osft-pipeline.kfp.yaml"
 UPSTREAM = ROOT / "tests" / "data" / "spec" / "upstream-osft-minimal-inputs.json"  # upstream's 20 inputs
-KFP_TYPES = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN", "list": "LIST"}
+FULL_UPSTREAM = ROOT / "tests" / "data" / "spec" / "upstream-osft-inputs.json"  # upstream osft's 44 inputs
+KFP_TYPES = {"str": "STRING", "int": "NUMBER_INTEGER", "float": "NUMBER_DOUBLE", "bool": "BOOLEAN", "list": "LIST",
+             "dict": "STRUCT"}
 
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return kfp_pipeline.compile_kfp(tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+
+
+@pytest.fixture(scope="module")
+def compiled_full(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return kfp_pipeline.compile_kfp(tmp_path_factory.mktemp("kfp") / "full.yaml", FULL)
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +55,70 @@ def test_a_run_with_upstreams_20_inputs_is_accepted(compiled: Path) -> None:
     inspect.signature(func).bind(**{u["name"]: u.get("default", "hf://org/data") for u in upstream})
 
 
-def test_root_inputs_are_the_argo_templates_arguments(compiled: Path) -> None:
-    """The KFP twin takes every Argo argument except the two workspace-volume settings, fixed at compile time."""
-    argo = {p["name"] for p in build_template().to_dict()["spec"]["arguments"]["parameters"]}
-    assert set(kfp_pipeline.root_inputs(compiled)) == argo - set(kfp_pipeline.COMPILE_TIME)
-    assert set(kfp_pipeline.COMPILE_TIME) < argo
-    assert {p.name for p in PARAMS} == argo
-    inputs = kfp_pipeline.root_inputs(compiled)
-    for p in PARAMS:
-        if p.name in inputs and not p.required:
-            assert inputs[p.name]["defaultValue"] == p.default, p.name
+def test_root_inputs_are_the_argo_templates_arguments(compiled: Path, compiled_full: Path) -> None:
+    """Each KFP twin takes every argument of its Argo template except the three workspace-volume settings, fixed at
+    compile time (pod CPU/memory are run-time inputs), with that template's defaults."""
+    for template, ir in ((MINIMAL, compiled), (FULL, compiled_full)):
+        argo = {p["name"] for p in build_template(template=template).to_dict()["spec"]["arguments"]["parameters"]}
+        inputs = kfp_pipeline.root_inputs(ir)
+        assert set(inputs) == argo - set(kfp_pipeline.COMPILE_TIME)
+        assert set(kfp_pipeline.COMPILE_TIME) < argo and set(kfp_pipeline.RESOURCES) < set(inputs)
+        assert names_for(template) == argo
+        for p in params_for(template):
+            if p.name in inputs and not p.required:
+                assert inputs[p.name]["defaultValue"] == p.default_for(template), p.name
+    assert names_for(FULL) == {p.name for p in PARAMS}
+
+
+def test_the_full_twin_takes_upstream_osfts_44_inputs(compiled_full: Path) -> None:
+    """Every input of upstream's osft pipeline is a root input of the full twin's IR with upstream's type and
+    default, and its pipeline function binds a call passing exactly those 44."""
+    upstream = json.loads(FULL_UPSTREAM.read_text(encoding="utf-8"))["inputs"]
+    assert len(upstream) == 44
+    inputs = kfp_pipeline.root_inputs(compiled_full)
+    for u in upstream:
+        got = inputs[u["name"]]
+        assert got["parameterType"] == KFP_TYPES[u["type"]], u["name"]
+        if u.get("required"):
+            assert "defaultValue" not in got and not got.get("isOptional"), u["name"]
+        else:
+            assert got["defaultValue"] == u["default"], u["name"]
+    func = kfp_pipeline.build_pipeline(template=FULL).pipeline_func
+    inspect.signature(func).bind(**{u["name"]: u.get("default", "hf://org/data") for u in upstream})
+    assert GOLDEN_FULL.read_text() == compiled_full.read_text(), "stale KFP IR: run `make compile`"
+
+
+def test_full_twin_inputs_reach_the_components(compiled_full: Path) -> None:
+    ir = list(yaml.safe_load_all(compiled_full.read_text()))[0]
+    tasks = ir["root"]["dag"]["tasks"]
+
+    def src(task: dict, arg: str) -> str:
+        return task["inputs"]["parameters"][arg]["componentInputParameter"].removeprefix("pipelinechannel--")
+
+    train = ir["components"]["comp-condition-3"]["dag"]["tasks"]["train-op-2"]
+    for arg, param in (("lr_scheduler", "phase_02_train_opt_lr_scheduler"),
+                       ("warmup_steps", "phase_02_train_opt_lr_warmup"),
+                       ("lr_scheduler_kwargs", "phase_02_train_opt_lr_scheduler_kwargs"),
+                       ("checkpoint_at_epoch", "phase_02_train_opt_save_epoch"),
+                       ("save_final_checkpoint", "phase_02_train_opt_save_final"),
+                       ("unmask_messages", "phase_02_train_opt_unmask"),
+                       ("use_processed_dataset", "phase_02_train_opt_processed_data"),
+                       ("target_patterns", "phase_02_train_opt_target_patterns"),
+                       ("nproc_per_node", "phase_02_train_opt_num_procs"), ("env_vars", "phase_02_train_opt_env_vars"),
+                       ("labels", "phase_02_train_opt_labels"), ("pod_cpu", "phase_02_train_opt_cpu")):
+        assert src(train, arg) == param, arg
+    for arg, param in (("model_args", "phase_03_eval_opt_model_args"), ("gen_kwargs", "phase_03_eval_opt_gen_kwargs"),
+                       ("log_samples", "phase_03_eval_opt_log_samples"), ("verbosity", "phase_03_eval_opt_verbosity")):
+        assert src(tasks["evaluate-op"], arg) == param, arg
+    assert src(tasks["dataset-op"], "processed_data") == "phase_02_train_opt_processed_data"
+    register = ir["components"]["comp-condition-4"]["dag"]["tasks"]["register-op"]
+    for arg in ("author", "description", "format_name"):
+        assert "phase_04_registry_" in src(register, arg), arg
+    assert register["inputs"]["parameters"]["pipeline_name"]["runtimeValue"]["constant"] == "osft-pipeline"
+    # pod CPU/memory follow the run-time inputs (KFP resource placeholders), not compile-time constants
+    container = ir["deploymentSpec"]["executors"]["exec-train-op"]["container"]["resources"]
+    assert "pipelinechannel--phase_02_train_opt_cpu" in container["resourceCpuRequest"]
+    assert "pipelinechannel--phase_02_train_opt_memory" in container["resourceMemoryLimit"]
 
 
 def test_inputs_reach_the_same_step_arguments_as_on_argo(docs: list[dict]) -> None:
