@@ -213,59 +213,6 @@ def test_the_cluster_test_is_collected_and_skipped_without_a_cluster() -> None:
     assert "1 deselected" in plain.stdout  # the default run (addopts) leaves it out
 
 
-@pytest.mark.slow
-def test_the_cluster_test_rehearsed_against_a_local_argo_and_s3(tmp_path: Path, tiny_model: Path) -> None:
-    """The on_cluster test, run as `make e2e-kind` runs it (the same variables), against an Argo Server stand-in
-    that runs each submitted workflow with the local engine (tests/local_argo.py) and a real S3 API (moto) for the
-    data and the published model: the test's own code (upload, submit, wait, read the Workflow, the report, the
-    checks) works end to end. Only the Hub model is replaced by a tiny one on disk."""
-    from moto.server import ThreadedMotoServer
-
-    from tests.e2e_checks import MODEL, e2e_parameters
-    from tests.local_argo import LocalArgo
-    from workflows.argo.submit import checked_overrides
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    requests.post(f"{endpoint}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
-    keys = {"AWS_ACCESS_KEY_ID": "rehearsal-access-0001", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0001"}
-    argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"},
-                     substitute={MODEL: str(tiny_model)})
-    out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARGO_", "OSFT_E2E_", "AWS_"))}
-    env |= {"ARGO_SERVER": argo.url, "ARGO_TOKEN": argo.token, "ARGO_NAMESPACE": "osft-e2e",
-            "OSFT_E2E_S3_ENDPOINT": endpoint, "OSFT_E2E_S3_ACCESS_KEY": keys["AWS_ACCESS_KEY_ID"],
-            "OSFT_E2E_S3_SECRET_KEY": keys["AWS_SECRET_ACCESS_KEY"], "OSFT_E2E_OUT": str(out),
-            "OSFT_E2E_TIMEOUT": "1200"}
-    try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "on_cluster", str(CLUSTER_TEST), "-q", "-rs",
-                               "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"],
-                              capture_output=True, text=True, cwd=ROOT, env=env, timeout=1500)
-    finally:
-        argo.close()
-        moto.stop()
-    runs = list(argo.runs.values())
-    assert proc.returncode == 0, proc.stdout[-4000:] + "".join((r["proc"].stderr or "")[-2000:] for r in runs
-                                                                if r["proc"])
-    assert "1 passed" in proc.stdout and not argo.invalid
-    # exactly the shared parameter set went to the Argo Server (as submit writes values: 1e-4 -> 0.0001): the
-    # laptop file, the data, the storage URI
-    (submitted,) = [r["params"] for r in runs]
-    storage = submitted.get("phase_04_registry_opt_storage_uri", "")
-    assert re.fullmatch(r"s3://osft-e2e/models/run-[0-9a-f]{8}", storage), storage  # a prefix per run
-    assert submitted == checked_overrides(e2e_parameters("s3://osft-e2e/data/chat.jsonl", storage))
-    tasks = (out / "tasks.txt").read_text()
-    for task in ("workspace-pvc", "dataset", "train", "evaluate", "publish", "record-status"):
-        assert any(ln.split()[:2] == [task, "Succeeded"] for ln in tasks.splitlines()), tasks
-    numbers = json.loads((out / "numbers.json").read_text())
-    assert numbers["published"] == f"{storage}/osft-model/1.0.0"
-    assert "model.safetensors" in numbers["published_files"]
-    first = (out / "report" / "report.md").read_text().splitlines()[2]
-    assert first.startswith(("**PASSED", "**GATE FAILED")) and f"model: `{numbers['published']}`" in first
-
-
 def _fake_tools(tmp_path: Path, **env: str) -> tuple[dict[str, str], Path]:
     """PATH with docker, kind and kubectl stand-ins first (tests/e2e_kind_fakes.py), and the env they read."""
     from tests.tls_certs import self_signed
@@ -311,11 +258,14 @@ def test_the_script_runs_end_to_end_against_stand_ins(tmp_path: Path, tiny_model
     """`.ci/e2e-kind.sh` from start to end: docker, kind and kubectl are stand-ins (tests/e2e_kind_fakes.py),
     `kubectl port-forward` reaches an Argo Server stand-in that runs what is submitted with the local engine
     (tests/local_argo.py) and moto as MinIO; make, compile, the on_cluster test and the checks are real. The calls
-    are the ones a real cluster would get, in order, and the script tears everything down."""
+    are the ones a real cluster would get, in order; the on_cluster test's own code (upload, submit, wait, read the
+    Workflow, the report, the checks) works end to end on exactly the shared parameter set; the script tears
+    everything down. Only the Hub model is replaced by a tiny one on disk."""
     from moto.server import ThreadedMotoServer
 
-    from tests.e2e_checks import MODEL
+    from tests.e2e_checks import MODEL, e2e_parameters
     from tests.local_argo import LocalArgo
+    from workflows.argo.submit import checked_overrides
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -334,6 +284,21 @@ def test_the_script_runs_end_to_end_against_stand_ins(tmp_path: Path, tiny_model
     (tmp_path / "stdout.txt").write_text(proc.stdout)  # what a user sees, kept for a look
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert not argo.invalid
+    # exactly the shared parameter set went to the Argo Server (as submit writes values: 1e-4 -> 0.0001): the
+    # laptop file, the data, the storage URI (a prefix of its own per run)
+    (submitted,) = [r["params"] for r in argo.runs.values()]
+    storage = submitted.get("phase_04_registry_opt_storage_uri", "")
+    assert re.fullmatch(r"s3://osft-e2e/models/run-[0-9a-f]{8}", storage), storage
+    assert submitted == checked_overrides(e2e_parameters("s3://osft-e2e/data/chat.jsonl", storage))
+    out = tmp_path / "work" / "out"
+    tasks = (out / "tasks.txt").read_text()
+    for task in ("workspace-pvc", "dataset", "train", "evaluate", "publish", "record-status"):
+        assert any(ln.split()[:2] == [task, "Succeeded"] for ln in tasks.splitlines()), tasks
+    numbers = json.loads((out / "numbers.json").read_text())
+    assert numbers["published"] == f"{storage}/osft-model/1.0.0"
+    assert "model.safetensors" in numbers["published_files"]
+    first = (out / "report" / "report.md").read_text().splitlines()[2]
+    assert first.startswith(("**PASSED", "**GATE FAILED")) and f"model: `{numbers['published']}`" in first
     calls = _calls(log)
     line = [" ".join([tool, *args]) for tool, args, _ in calls]
 
