@@ -169,19 +169,11 @@ def test_the_full_kfp_twin_trains_with_the_same_settings(full_run: tuple[Path, d
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The full twin under kfp.local, with the Argo run's values (less the pod labels, compile-time on KFP): the
     same split, the same training settings in metrics.json, samples written."""
-    import types
-
-    from kfp import local
-    from kfp.local import pipeline_orchestrator
-
+    from tests.kfp_local import kfp_local_workspace
     from workflows.kfp import pipeline as kfp_pipeline
 
     argo_ws, params = full_run
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(pipeline_orchestrator, "shutil", types.SimpleNamespace(rmtree=lambda *a, **k: None))
-    ws = tmp_path / "kfp-ws"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
-               workspace_root=str(ws))
+    ws = kfp_local_workspace(tmp_path, monkeypatch)
     skip = {"phase_02_train_opt_labels", "phase_02_train_opt_annotations"}
     typed = {p.name: p.coerce(params[p.name]) for p in kfp_pipeline.inputs_for("osft-pipeline")
              if p.name in params and p.name not in skip}

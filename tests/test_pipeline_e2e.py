@@ -223,20 +223,11 @@ def test_no_planted_secret_is_left_anywhere(argo_run: tuple[Path, dict[str, str]
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_kfp_twin_writes_the_same_workspace_files(argo_run: tuple[Path, dict[str, str]], tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import types
-
-    from kfp import local
-    from kfp.local import pipeline_orchestrator
-
+    from tests.kfp_local import kfp_local_workspace
     from workflows.kfp import pipeline as kfp_pipeline
 
     argo_ws, params = argo_run
-    monkeypatch.chdir(tmp_path)
-    # kfp.local deletes its workspace when the pipeline ends; keep it to compare with the Argo run's
-    monkeypatch.setattr(pipeline_orchestrator, "shutil", types.SimpleNamespace(rmtree=lambda *a, **k: None))
-    ws = tmp_path / "kfp-ws"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"),
-               workspace_root=str(ws))
+    ws = kfp_local_workspace(tmp_path, monkeypatch)
     pipeline = kfp_pipeline.build_pipeline()
     # the same inputs, without publishing (the workspace files are compared; kfp.local has no s3-secret)
     inputs = {**params, STORAGE: ""}

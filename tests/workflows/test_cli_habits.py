@@ -147,6 +147,18 @@ def test_bad_from_is_one_line() -> None:
         f"workflowtemplate/{NAME})"]
 
 
+def _watch(final_phase: str, nodes: dict) -> Result:
+    """`submit --watch` against an Argo Server stub whose workflow ends in ``final_phase`` with ``nodes``."""
+    stub = ArgoStub(final_phase=final_phase, final_nodes=nodes)
+    try:
+        stub.templates[("ml", NAME)] = {"metadata": {"name": NAME}, "spec": {"arguments": {"parameters": [
+            {"name": DATA}]}}}
+        return invoke("submit", "-p", f"{DATA}=hf://o/d", "--watch", "--poll-seconds", "0.01", "--host", stub.url,
+                      "--token", stub.token, "-n", "ml")
+    finally:
+        stub.close()
+
+
 def test_watch_prints_each_step_and_the_failed_steps_message(monkeypatch: pytest.MonkeyPatch) -> None:
     nodes = {
         "n1": {"id": "n1", "name": "wf.train", "displayName": "train", "type": "Pod", "phase": "Succeeded",
@@ -154,14 +166,7 @@ def test_watch_prints_each_step_and_the_failed_steps_message(monkeypatch: pytest
         "n2": {"id": "n2", "name": "wf.evaluate", "displayName": "evaluate", "type": "Pod", "phase": "Failed",
                "templateName": "evaluate", "message": "Error (exit code 2): error: task arc_easy has no data"},
     }
-    stub = ArgoStub(final_phase="Failed", final_nodes=nodes)
-    try:
-        stub.templates[("ml", NAME)] = {"metadata": {"name": NAME}, "spec": {"arguments": {"parameters": [
-            {"name": DATA}]}}}
-        res = invoke("submit", "-p", f"{DATA}=hf://o/d", "--watch", "--poll-seconds", "0.01", "--host", stub.url,
-                     "--token", stub.token, "-n", "ml")
-    finally:
-        stub.close()
+    res = _watch("Failed", nodes)
     assert res.exit_code == 1
     assert "  train: Succeeded" in res.output and "  evaluate: Failed: Error (exit code 2)" in res.output
     assert "error: workflow osft-minimal-pipeline-00000 Failed: evaluate: Error (exit code 2): error: task arc_easy " \
@@ -176,14 +181,7 @@ def test_watch_shows_a_retried_task_once_with_its_final_state() -> None:
     b.task(root, "train", "train", "Succeeded", [{"phase": "Failed", "message": "OOMKilled (exit code 137)"},
                                                   {"phase": "Succeeded"}])
     b.task(root, "register", "register", "Skipped", message="when '' != '' evaluated false")
-    stub = ArgoStub(final_phase="Succeeded", final_nodes=b.nodes)
-    try:
-        stub.templates[("ml", NAME)] = {"metadata": {"name": NAME}, "spec": {"arguments": {"parameters": [
-            {"name": DATA}]}}}
-        res = invoke("submit", "-p", f"{DATA}=hf://o/d", "--watch", "--poll-seconds", "0.01", "--host", stub.url,
-                     "--token", stub.token, "-n", "ml")
-    finally:
-        stub.close()
+    res = _watch("Succeeded", b.nodes)
     assert res.exit_code == 0, res.output
     assert "  train: Succeeded" in res.output and "  register: Skipped" in res.output
     assert "train(0)" not in res.output and "train(1)" not in res.output

@@ -39,11 +39,8 @@ def test_committed_ir_equals_a_fresh_compile(compiled: Path) -> None:
     assert GOLDEN.read_text() == compiled.read_text(), "stale KFP IR: run `make compile`"
 
 
-def test_a_run_with_upstreams_20_inputs_is_accepted(compiled: Path) -> None:
-    """Every input of upstream osft_minimal is a root input of the IR with the same type and default, and the
-    pipeline function binds a call passing exactly those 20 (what a KFP run with them amounts to)."""
-    upstream = json.loads(UPSTREAM.read_text(encoding="utf-8"))["inputs"]
-    inputs = kfp_pipeline.root_inputs(compiled)
+def _assert_upstream_inputs(inputs: dict, upstream: list[dict]) -> None:
+    """Each upstream input is a root input with upstream's type, and its default (none when required)."""
     for u in upstream:
         got = inputs[u["name"]]
         assert got["parameterType"] == KFP_TYPES[u["type"]], u["name"]
@@ -51,6 +48,14 @@ def test_a_run_with_upstreams_20_inputs_is_accepted(compiled: Path) -> None:
             assert "defaultValue" not in got and not got.get("isOptional"), u["name"]
         else:
             assert got["defaultValue"] == u["default"], u["name"]
+
+
+def test_a_run_with_upstreams_20_inputs_is_accepted(compiled: Path) -> None:
+    """Every input of upstream osft_minimal is a root input of the IR with the same type and default, and the
+    pipeline function binds a call passing exactly those 20 (what a KFP run with them amounts to)."""
+    upstream = json.loads(UPSTREAM.read_text(encoding="utf-8"))["inputs"]
+    inputs = kfp_pipeline.root_inputs(compiled)
+    _assert_upstream_inputs(inputs, upstream)
     func = kfp_pipeline.build_pipeline().pipeline_func
     inspect.signature(func).bind(**{u["name"]: u.get("default", "hf://org/data") for u in upstream})
 
@@ -76,13 +81,7 @@ def test_the_full_twin_takes_upstream_osfts_44_inputs(compiled_full: Path) -> No
     upstream = json.loads(FULL_UPSTREAM.read_text(encoding="utf-8"))["inputs"]
     assert len(upstream) == 44
     inputs = kfp_pipeline.root_inputs(compiled_full)
-    for u in upstream:
-        got = inputs[u["name"]]
-        assert got["parameterType"] == KFP_TYPES[u["type"]], u["name"]
-        if u.get("required"):
-            assert "defaultValue" not in got and not got.get("isOptional"), u["name"]
-        else:
-            assert got["defaultValue"] == u["default"], u["name"]
+    _assert_upstream_inputs(inputs, upstream)
     func = kfp_pipeline.build_pipeline(template=FULL).pipeline_func
     inspect.signature(func).bind(**{u["name"]: u.get("default", "hf://org/data") for u in upstream})
     assert GOLDEN_FULL.read_text() == compiled_full.read_text(), "stale KFP IR: run `make compile`"
