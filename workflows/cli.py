@@ -506,7 +506,9 @@ def cron_install(
             check(arg)
         except CronError as exc:
             errors.append(str(exc))
-    errors += parameter_errors(values, template)[1]
+    from workflows.argo.pipeline import CRON_LINEAGE
+
+    errors += parameter_errors(CRON_LINEAGE | values, template)[1]  # the cron's own defaults included
     if errors:
         raise _fail_all(errors)
     try:

@@ -131,7 +131,10 @@ _SKIPPED = {
     "train": "skipped: several workers, so the train-trainjob step ran instead",
     "delete-workspace": "skipped: the run did not succeed, so its workspace is kept for a retry",
     "publish": "skipped: nowhere to publish to",
+    "lineage": "skipped: no continue_from, or the storage URI is not s3://",
+    "lineage-pvc": "skipped: no continue_from, or the storage URI is not pvc://",
 }
+NOTHING_NEW = "skipped: nothing new to learn (since=last found no file newer than the parent's watermark)"
 _TAG = re.compile(r"\{\{.*?\}\}|'[^']*'\s*(==|!=)\s*'[^']*'")
 
 
@@ -140,6 +143,8 @@ def explain(name: str, task: Mapping[str, Any]) -> str:
     phase, message = str(task.get("phase", "")), str(task.get("message") or "")
     base = name.rsplit(".", 1)[-1]
     if phase == "Skipped":
+        if "'nothing-new' != 'nothing-new'" in message:
+            return NOTHING_NEW
         return _SKIPPED.get(base, "skipped: its condition was not met")
     if phase == "Omitted":
         return "not run: an earlier step failed" if "earlier step failed" in message or "interrupted" in message \
