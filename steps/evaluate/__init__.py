@@ -347,7 +347,9 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
     results_p, base_results_p = out / "results.json", out / "base_results.json"
     metrics_p, comparison_p, table_p = out / "metrics.json", out / "comparison.json", out / "comparison.md"
     samples_p, plot_p, summary_p = out / "samples.jsonl", out / "eval.png", out / "summary.json"
-    remove_outputs(summary_p, comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p)
+    retention_png = out / "retention.png"
+    remove_outputs(summary_p, comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p,
+                   retention_png)
 
     common = {"backend": chosen, "limit": limit, "gen_kwargs": gen, "log_samples": log_samples, "local": local}
 
@@ -415,6 +417,12 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
                 for s in samples:
                     fh.write(json.dumps(s, default=str) + "\n")
 
+    if retention is not None:
+        from steps.lineage.retention import plot_matrix
+
+        with atomic_outputs(retention_png) as (tmp_png,):
+            plot_matrix(tmp_png, retention["matrix"], f"retention: {retention['gate']}, backward transfer "
+                                                      f"{retention['backward_transfer']}")
     regressed = sum(r["verdict"] == eval_report.REGRESSED for r in comparison)
     ws.log(STEP, f"done: gate {gate_status}; {len(tuned_rows)} metrics on {', '.join(run_tasks)}"
                  + (f"; {regressed} regressed vs base" if base_path else ""))

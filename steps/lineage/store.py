@@ -186,7 +186,9 @@ class S3Lineage:
 
         def get(rel: str, tmp: Path) -> None:
             with s3_errors(f"downloading s3://{self.bucket}/{prefix}/{rel}"):
-                self.client.download_file(self.bucket, f"{prefix}/{rel}", str(tmp))
+                body = self.client.get_object(Bucket=self.bucket, Key=f"{prefix}/{rel}")["Body"]
+                with open(tmp, "wb") as fh:
+                    shutil.copyfileobj(body, fh, 8 << 20)
 
         return _fetch_files(manifest, dest, get)
 
