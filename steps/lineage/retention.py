@@ -141,7 +141,7 @@ def plot_matrix(path: Path, matrix: dict[str, Any], title: str) -> None:
     fig.colorbar(im, ax=ax, label="loss (nats/token)")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
 
 
