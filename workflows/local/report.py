@@ -259,21 +259,23 @@ def verdict(run: Mapping[str, Any], comp: Mapping[str, Any] | None, data: Mappin
     """(CSS class, words) of the run's outcome: a failed step, nothing new to learn, the eval gate (benchmarks and
     retention), or done without a comparison."""
     wf = run.get("workflow") or {}
+    found = (comp or {}).get("retention") if isinstance(comp, Mapping) else None
+    retention: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    if retention.get("gate") == "fail" and wf.get("phase") in (None, "Succeeded", "Failed") and \
+            _failed_task(run) in ("", "publish", "publish-pvc"):  # the gate refused to publish it
+        return "fail", (f"FORGOT: held-out loss on {retention.get('worst_set')} rose by "
+                        f"{_fmt_num(retention.get('worst_forgetting'))} (allowed {retention.get('max_forgetting')}): "
+                        "not accepted, the latest version is unchanged")
     if wf.get("phase") not in (None, "Succeeded"):
         failed = _failed_task(run)
         return "fail", f"FAILED at step {failed}" if failed else f"FAILED ({wf.get('phase')})"
     if isinstance(data, Mapping) and data.get("status") == "nothing new to learn":
         return "na", "NOTHING NEW TO LEARN (since=last: no file newer than the parent's watermark; nothing trained)"
-    retention = (comp or {}).get("retention") if isinstance(comp, Mapping) else None
-    if isinstance(retention, Mapping) and retention.get("gate") == "fail":
-        return "fail", (f"FORGOT: held-out loss on {retention.get('worst_set')} rose by "
-                        f"{_fmt_num(retention.get('worst_forgetting'))} (allowed {retention.get('max_forgetting')}); "
-                        "not accepted")
     if isinstance(comp, Mapping) and comp.get("gate") == "fail":
         bad = [str(f) for f in comp.get("gate_failures") or []][:2]
         return "fail", "GATE FAILED" + (f": {'; '.join(bad)}" if bad else ": a benchmark regressed")
     if isinstance(comp, Mapping) and comp.get("gate") == "pass":
-        if isinstance(retention, Mapping) and retention.get("gate") == "pass":
+        if retention.get("gate") == "pass":
             return "pass", ("PASSED the eval gate: no benchmark regressed beyond its stderr, nothing earlier was "
                             f"forgotten (largest forgetting {_fmt_num(retention.get('worst_forgetting'))} ≤ "
                             f"{retention.get('max_forgetting')})")
