@@ -38,7 +38,9 @@ from steps.dataset.split import JsonlWriter, SeededSplit
 from steps.dataset.tokenized import parse_tokenized_batch
 
 STEP = "dataset"
-STATUS_TXT = "dataset/status.txt"  # "new" or "nothing-new": the dataset task's output parameter (data_status)
+# "nothing-new" when since=last found no new file (absent otherwise: the dataset task's output parameter data_status
+# then takes its default, "new"); the later tasks' `when` reads it
+STATUS_TXT = "dataset/status.txt"
 NOTHING_NEW = "nothing-new"
 _HF_SPLITS = ("train_sft", "train_gen", "train", "training")
 
@@ -274,7 +276,6 @@ def prepare_dataset(
                 "wall_s": round(time.monotonic() - started, 3),
             }
             write_json(summary_tmp, summary)
-        (ws.root / STATUS_TXT).write_text("new", encoding="utf-8")
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
