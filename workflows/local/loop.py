@@ -58,8 +58,9 @@ def _write_slice(folder: Path, index: int, name: str, rows: list[dict[str, Any]]
 
 def run_loop(work: Path, model: str, param_files: list[str], slices: list[str], rows: int,
              template: str = "templates/osft-minimal-pipeline.yaml", extra: list[str] | None = None,
-             echo: Callable[[str], None] = print) -> dict[str, Any]:
+             echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Reset ``work``, then one run per slice, each continuing from the last accepted version; then the report."""
+    echo = echo or (lambda line: print(line, flush=True))
     for sub in ("data", "store", "runs"):
         shutil.rmtree(work / sub, ignore_errors=True)
     work = work.resolve()
