@@ -12,7 +12,8 @@ S3 = {"phase_04_registry_opt_storage_uri": "s3://models/osft"}
 @pytest.mark.parametrize("template", [MINIMAL, FULL])
 @pytest.mark.parametrize(("values", "message"), [
     ({"phase_02_train_opt_continue_from": "latest"},
-     r"^phase_02_train_opt_continue_from: continue_from='latest' needs a storage URI \(phase_04_registry_opt_storage_uri"),
+     r"^phase_02_train_opt_continue_from: continue_from='latest' needs a storage URI "
+     r"\(phase_04_registry_opt_storage_uri"),
     ({**S3, "phase_01_dataset_opt_since": "last"},
      r"^phase_01_dataset_opt_since: since=last needs continue_from"),
     ({**S3, "phase_02_train_opt_continue_from": "latest", "phase_01_dataset_opt_since": "yesterday"},

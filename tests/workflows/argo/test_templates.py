@@ -211,7 +211,8 @@ def test_arguments_carry_values_from_params_with_bool_enums(template: str) -> No
 def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     tasks = _tasks(wt)
     assert list(tasks) == ["workspace-pvc", "workspace-bound", "preflight", "lineage", "lineage-pvc", "dataset",
-                           "train", "train-trainjob", "evaluate", "publish", "publish-pvc", "keep-workspace", "register"]
+                           "train", "train-trainjob", "evaluate", "publish", "publish-pvc", "keep-workspace",
+                           "register"]
     assert "depends" not in tasks["workspace-pvc"] and tasks["workspace-bound"]["depends"] == "workspace-pvc"
     assert tasks["preflight"]["depends"] == "workspace-bound"  # no pod mounts the volume before it is bound
     assert tasks["lineage"]["depends"] == tasks["lineage-pvc"]["depends"] == "preflight"
@@ -223,17 +224,21 @@ def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     assert tasks["register"]["depends"] == "publish && publish-pvc && keep-workspace"
     learn = "'{{tasks.dataset.outputs.parameters.data_status}}' != 'nothing-new'"  # since=last found nothing new
     continuing = "'{{workflow.parameters.phase_02_train_opt_continue_from}}' != ''"
-    assert tasks["lineage"]["when"] == f"{continuing} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 's3'"
+    assert tasks["lineage"]["when"] == \
+        f"{continuing} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 's3'"
     assert tasks["lineage-pvc"]["when"] == \
         f"{continuing} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 'pvc'"
-    assert tasks["publish"]["when"] == f"{learn} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 's3'"
+    assert tasks["publish"]["when"] == \
+        f"{learn} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 's3'"
     assert tasks["publish-pvc"]["when"] == \
         f"{learn} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 'pvc'"
-    assert tasks["train"]["when"] == f"{learn} && '{{{{tasks.preflight.outputs.parameters.train_mode}}}}' == 'single'"
+    assert tasks["train"]["when"] == \
+        f"{learn} && '{{{{tasks.preflight.outputs.parameters.train_mode}}}}' == 'single'"
     assert tasks["train-trainjob"]["when"] == \
         f"{learn} && '{{{{tasks.preflight.outputs.parameters.train_mode}}}}' == 'trainjob'"
     assert tasks["evaluate"]["when"] == learn
-    assert tasks["register"]["when"] == f"{learn} && '{{{{workflow.parameters.phase_04_registry_man_address}}}}' != ''"
+    assert tasks["register"]["when"] == \
+        f"{learn} && '{{{{workflow.parameters.phase_04_registry_man_address}}}}' != ''"
     status = {p["name"]: p for p in _tmpl(wt, "dataset")["outputs"]["parameters"]}["data_status"]
     assert status["valueFrom"] == {"path": "/workspace/dataset/status.txt", "default": "new"}
     assert wt["spec"]["onExit"] == "exit-handler"
