@@ -24,6 +24,7 @@ STEPS: dict[str, str] = {
     "evaluate": "steps.evaluate:evaluate_model",
     "publish": "steps.publish:publish_model",
     "register": "steps.register:register_model",
+    "lineage": "steps.lineage:fetch_lineage",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
