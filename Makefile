@@ -18,7 +18,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup test run lint compile bench clean readme browser image e2e-kind
+.PHONY: setup test run loop lint compile bench clean readme browser image e2e-kind
 
 setup: $(STAMP)
 
@@ -59,6 +59,14 @@ run: setup
 	$(VENV)/bin/osft-pipeline demo-model $(MODEL)
 	$(VENV)/bin/osft-pipeline run --workspace $(WORK)/run $(DEMO_PARAMS) $(RUN_ARGS)
 	@echo; cat $(WORK)/run/eval/comparison.md; echo; echo "report: $(abspath $(WORK))/run/report.html"
+
+# Continual learning on the demo model: three runs on three topic slices of the demo chat data, each continuing from
+# the last accepted version on only the new slice, a local folder as the models volume; then the retention matrix
+# (rows = accepted versions, columns = each slice's held-out set), its heat map and backward transfer:
+# $(WORK)/loop/loop-report.html (docs/continual-learning.md).
+loop: setup
+	$(VENV)/bin/osft-pipeline demo-model $(MODEL)
+	$(VENV)/bin/osft-pipeline loop --work $(WORK)/loop --model "$(abspath $(MODEL))" -f examples/loop-params.yaml $(LOOP_ARGS)
 
 lint: setup
 	$(PY) -m ruff check steps workflows tests bench

@@ -21,6 +21,8 @@ KEY_NUMBERS: dict[str, tuple[str, str]] = {
     "eval_gate": ("eval/comparison.json", "gate"),
     "registration_status": ("registry/registration.json", "status"),
     "registered_version": ("registry/registration.json", "version"),
+    "data_status": ("dataset/summary.json", "status"),  # "new" or "nothing new to learn" (since=last)
+    "accepted_version": ("publish/lineage.json", "version"),  # the version accepted into the lineage
 }
 
 
@@ -41,6 +43,9 @@ def key_numbers(ws: Workspace) -> dict[str, str]:
                 cache[rel] = {}
         value = cache[rel].get(key, "") if isinstance(cache[rel], dict) else ""
         out[name] = "" if value is None or isinstance(value, dict | list) else str(value)[:200]  # bounded output
+    lineage = cache.get("publish/lineage.json")
+    if isinstance(lineage, dict) and not lineage.get("accepted"):
+        out["accepted_version"] = ""  # published with --force after a failed gate: not accepted
     if not out["registration_status"] and (ws.root / "registry" / "attempt.json").is_file():
         out["registration_status"] = "registering"  # register reached the registry, then failed: keep the model
     return out

@@ -24,6 +24,7 @@ STEPS: dict[str, str] = {
     "evaluate": "steps.evaluate:evaluate_model",
     "publish": "steps.publish:publish_model",
     "register": "steps.register:register_model",
+    "lineage": "steps.lineage:fetch_lineage",
 }
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.splitlines()[0])
@@ -244,6 +245,38 @@ def rebuild_report(
         raise typer.Exit(2)
     html_path, md_path = build_report(workspace)
     print(f"{html_path}\n{md_path}")
+
+
+@app.command("loop")
+def loop_cmd(
+    model: str = typer.Option(..., "--model", help="Base model folder (make loop: the converted demo model)"),
+    parameter_file: list[str] | None = _PFILE,
+    parameter: list[str] | None = _PARAM,
+    work: str = typer.Option(".work/loop", "--work", help="Folder of the loop (reset first): data/, store/ (the "
+                             "models volume), runs/, loop-report.html"),
+    slices: str = typer.Option(",".join(("ai", "literature", "emotion")), "--slices",
+                               help="Demo chat categories, one run each, in order"),
+    rows: int = typer.Option(40, "--rows", help="Conversations per slice"),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="Compiled WorkflowTemplate YAML"),
+    report_only: bool = typer.Option(False, "--report-only", help="Only rebuild loop-report.html from WORK/store"),
+) -> None:
+    """Continual learning locally: one run per slice, each continuing from the last accepted version on only the
+    new slice, then the retention matrix and backward transfer (WORK/loop-report.html). docs/continual-learning.md"""
+    from pathlib import Path
+
+    from workflows.local.loop import lineage_report, run_loop
+
+    if report_only:
+        print(lineage_report(Path(work) / "store", Path(work) / "loop-report.html")["text"])
+        return
+    extra = [a for pair in parameter or [] for a in ("-p", pair)]
+    try:
+        report = run_loop(Path(work), model, list(parameter_file or []), [s.strip() for s in slices.split(",")
+                                                                            if s.strip()], rows, template, extra)
+    except StepError as exc:
+        raise _fail(exc) from None
+    if report["verdict"].startswith("STOPPED"):
+        raise typer.Exit(1)
 
 
 @app.command("demo-model")
@@ -506,7 +539,9 @@ def cron_install(
             check(arg)
         except CronError as exc:
             errors.append(str(exc))
-    errors += parameter_errors(values, template)[1]
+    from workflows.argo.pipeline import CRON_LINEAGE
+
+    errors += parameter_errors(CRON_LINEAGE | values, template)[1]  # the cron's own defaults included
     if errors:
         raise _fail_all(errors)
     try:

@@ -317,6 +317,18 @@ PARAMS: tuple[Param, ...] = (
           "Durable storage the final model is published to before registration: s3://bucket/prefix or "
           "pvc://claim/path (files under <prefix>/<name>/<version or run>/, manifest last); empty = register the "
           "workspace copy and keep the workspace volume (docs/publishing.md)", original=False),
+    # --- continual learning (docs/continual-learning.md) ------------------------------------------------------
+    Param("phase_02_train_opt_continue_from", str, "",
+          "Continual learning: '' = train phase_02_train_man_train_model; 'latest' = continue from the newest "
+          "accepted version in the lineage next to the storage URI (the base model on the first run); or an "
+          "explicit published version", original=False),
+    Param("phase_01_dataset_opt_since", str, "",
+          "Incremental data: '' = all of it; 'last' = only the files (s3:// prefix or folder) newer than the "
+          "parent version's data watermark; nothing new ends the run early as 'nothing new to learn' (needs "
+          "continue_from)", original=False),
+    Param("phase_03_eval_opt_max_forgetting", float, 0.1,
+          "Continual learning gate: largest allowed rise of the held-out loss (nats/token) on any earlier accepted "
+          "version's held-out set, tuned vs parent; a version past it is not accepted", original=False),
     # --- only in the full template (osft-pipeline): upstream osft's inputs beyond osft_minimal's -----------------
     Param("phase_04_registry_man_reg_author", str, "pipeline",
           "Author (and owner) recorded for the registered model", templates=(FULL,)),
@@ -419,7 +431,8 @@ def template_of(name: str) -> str | None:
 STEP_INPUTS: dict[str, dict[str, str]] = {
     "dataset": {"data_uri": "phase_01_dataset_man_data_uri", "split": "phase_01_dataset_man_data_split",
                 "subset": "phase_01_dataset_opt_subset", "seed": "phase_01_dataset_opt_seed",
-                "hf_token": "phase_01_dataset_opt_hf_token", "processed_data": "phase_02_train_opt_processed_data"},
+                "hf_token": "phase_01_dataset_opt_hf_token", "processed_data": "phase_02_train_opt_processed_data",
+                "since": "phase_01_dataset_opt_since"},
     "train": {
         "model": "phase_02_train_man_train_model", "effective_batch_size": "phase_02_train_man_train_batch",
         "epochs": "phase_02_train_man_train_epochs", "max_tokens_per_gpu": "phase_02_train_man_train_tokens",
@@ -430,7 +443,8 @@ STEP_INPUTS: dict[str, dict[str, str]] = {
         "save_final_checkpoint": "phase_02_train_opt_save_final", "nproc_per_node": "phase_02_train_opt_num_procs",
         "lr_scheduler_kwargs": "phase_02_train_opt_lr_scheduler_kwargs",
         "target_patterns": "phase_02_train_opt_target_patterns", "unmask_messages": "phase_02_train_opt_unmask",
-        "use_processed_dataset": "phase_02_train_opt_processed_data", "env_vars": "phase_02_train_opt_env_vars"},
+        "use_processed_dataset": "phase_02_train_opt_processed_data", "env_vars": "phase_02_train_opt_env_vars",
+        "continue_from": "phase_02_train_opt_continue_from"},
     # the TrainJob's own settings, beyond the train step's
     "train-trainjob": {"workers": "phase_02_train_man_train_workers", "gpus_per_worker": "phase_02_train_man_train_gpu",
                        "runtime": "phase_02_train_opt_runtime", "cpu_per_worker": "phase_02_train_opt_cpu",
@@ -439,9 +453,13 @@ STEP_INPUTS: dict[str, dict[str, str]] = {
     "evaluate": {"limit": "phase_03_eval_opt_limit", "batch_size": "phase_03_eval_opt_batch",
                  "max_regression": "phase_03_eval_opt_max_regression", "model_args": "phase_03_eval_opt_model_args",
                  "gen_kwargs": "phase_03_eval_opt_gen_kwargs", "log_samples": "phase_03_eval_opt_log_samples",
-                 "verbosity": "phase_03_eval_opt_verbosity"},
+                 "verbosity": "phase_03_eval_opt_verbosity", "continue_from": "phase_02_train_opt_continue_from",
+                 "max_forgetting": "phase_03_eval_opt_max_forgetting"},
     "publish": {"storage_uri": "phase_04_registry_opt_storage_uri", "name": "phase_04_registry_man_reg_name",
-                "version": "phase_04_registry_man_reg_version", "force": "phase_04_registry_opt_force"},
+                "version": "phase_04_registry_man_reg_version", "force": "phase_04_registry_opt_force",
+                "continue_from": "phase_02_train_opt_continue_from"},
+    "lineage": {"storage_uri": "phase_04_registry_opt_storage_uri", "name": "phase_04_registry_man_reg_name",
+                "continue_from": "phase_02_train_opt_continue_from"},
     "register": {"address": "phase_04_registry_man_address", "port": "phase_04_registry_opt_port",
                  "name": "phase_04_registry_man_reg_name", "version": "phase_04_registry_man_reg_version",
                  "format_version": "phase_04_registry_opt_format_version",
@@ -538,6 +556,7 @@ def step_rules() -> tuple[StepRule, ...]:
     from steps.dataset.sources import parse_source
     from steps.evaluate import validate_args as eval_args
     from steps.evaluate.task_plan import check_task_list
+    from steps.lineage import validate_lineage
     from steps.publish import validate_inputs as publish_inputs
     from steps.register import validate_inputs as register_inputs
     from steps.train import check_nproc
@@ -546,7 +565,7 @@ def step_rules() -> tuple[StepRule, ...]:
     from steps.train.pod_settings import validate_pod_settings
     from steps.train.trainjob import validate_trainjob
 
-    train = {k: v for k, v in STEP_INPUTS["train"].items()}
+    train = {k: v for k, v in STEP_INPUTS["train"].items() if k != "continue_from"}
     return (
         StepRule("dataset", parse_source, {"uri": "phase_01_dataset_man_data_uri"},
                  topics={"": "phase_01_dataset_man_data_uri"}),
@@ -563,7 +582,15 @@ def step_rules() -> tuple[StepRule, ...]:
                  when=lambda values: values["phase_02_train_man_train_workers"] > 1),
         StepRule("evaluate", check_task_list, {"tasks": "phase_03_eval_man_eval_tasks"},
                  topics={"": "phase_03_eval_man_eval_tasks"}),
-        StepRule("evaluate", eval_args, dict(STEP_INPUTS["evaluate"])),
+        StepRule("evaluate", eval_args, {k: v for k, v in STEP_INPUTS["evaluate"].items()
+                                         if k not in ("continue_from", "max_forgetting")}),
+        StepRule("lineage", validate_lineage, {"continue_from": "phase_02_train_opt_continue_from",
+                                               "since": "phase_01_dataset_opt_since",
+                                               "storage_uri": "phase_04_registry_opt_storage_uri",
+                                               "data_uri": "phase_01_dataset_man_data_uri",
+                                               "max_forgetting": "phase_03_eval_opt_max_forgetting"},
+                 topics={"continue_from": "phase_02_train_opt_continue_from", "since": "phase_01_dataset_opt_since",
+                         "max_forgetting": "phase_03_eval_opt_max_forgetting"}),
         StepRule("register", register_inputs, {k: v for k, v in STEP_INPUTS["register"].items()
                                                if k not in ("force", "storage_uri")},
                  when=_registering, topics={"registry address": "phase_04_registry_man_address",

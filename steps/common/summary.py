@@ -19,6 +19,7 @@ BOUNDED_OUTPUTS: dict[str, int] = {
     "eval/summary.json": 16384,
     "registry/summary.json": 4096,
     "publish/summary.json": 4096,
+    "dataset/status.txt": 64,
 }
 MAX_STRING = 300
 MAX_ITEMS = 20

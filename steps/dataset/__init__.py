@@ -20,6 +20,7 @@ from steps.common.secrets import add_secret, redact_uri
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, write_json
 from steps.dataset.chat_format import RowError, parse_batch
 from steps.dataset.readers import Batch, DataFile, batched, local_file, read_rows, remote_file
+from steps.dataset.since import Mark, from_doc, is_new, newest
 from steps.dataset.sources import (
     HfSource,
     HttpSource,
@@ -30,12 +31,17 @@ from steps.dataset.sources import (
     http_object,
     local_files,
     parse_source,
+    s3_listing,
     s3_objects,
 )
 from steps.dataset.split import JsonlWriter, SeededSplit
 from steps.dataset.tokenized import parse_tokenized_batch
 
 STEP = "dataset"
+# "nothing-new" when since=last found no new file (absent otherwise: the dataset task's output parameter data_status
+# then takes its default, "new"); the later tasks' `when` reads it
+STATUS_TXT = "dataset/status.txt"
+NOTHING_NEW = "nothing-new"
 _HF_SPLITS = ("train_sft", "train_gen", "train", "training")
 
 
@@ -81,19 +87,37 @@ def _hf_rows(src: HfSource, token: str | None):  # noqa: ANN202
     yield from splits[chosen]
 
 
-def _inputs(src: Source, ws: Workspace) -> list[_Input]:
-    """The source's files (or remote objects), listed and checked now, opened later one at a time."""
+def _inputs(src: Source, ws: Workspace, since: Mark | None = None, incremental: bool = False
+            ) -> tuple[list[_Input], Mark | None, int]:
+    """The source's files (or remote objects), listed and checked now, opened later one at a time.
+
+    Returns them (with ``incremental``, only those newer than ``since``), the watermark of *all* the files (None
+    for a Hub dataset or a URL) and how many files were left out as already learned."""
     if isinstance(src, HfSource):
-        return [_Input(f"hf://{src.repo}", fmt="hub")]
+        return [_Input(f"hf://{src.repo}", fmt="hub")], None, 0
+    if isinstance(src, HttpSource):
+        return [_Input(f.name, f) for f in [remote_file(http_object(src))]], None, 0
     if isinstance(src, PvcSource | LocalSource):
-        files = [local_file(p) for p in local_files(src, ws.root)]
-    elif isinstance(src, HttpSource):
-        files = [remote_file(http_object(src))]
-    elif isinstance(src, S3Source):
-        files = [remote_file(obj) for obj in s3_objects(src)]
-    else:
-        raise AssertionError(src)
-    return [_Input(f.name, f) for f in files]
+        paths = local_files(src, ws.root)
+        base = paths[0].parent if len(paths) == 1 else _common(paths)
+        marks = [Mark(p.stat().st_mtime_ns, p.relative_to(base).as_posix()) for p in paths]
+        keep = [p for p, m in zip(paths, marks, strict=True) if not incremental or is_new(m, since)]
+        files = [local_file(p) for p in keep]
+        return [_Input(f.name, f) for f in files], newest(marks), len(paths) - len(keep)
+    if isinstance(src, S3Source):
+        client, keys = s3_listing(src)
+        marks = [Mark(k.modified_ns, k.key) for k in keys]
+        chosen = [k for k, m in zip(keys, marks, strict=True) if not incremental or is_new(m, since)]
+        files = [remote_file(obj) for obj in s3_objects(src, chosen, client)] if chosen else []
+        return [_Input(f.name, f) for f in files], newest(marks), len(keys) - len(chosen)
+    raise AssertionError(src)
+
+
+def _common(paths: list) -> Any:  # noqa: ANN401 - a Path
+    from os.path import commonpath
+    from pathlib import Path
+
+    return Path(commonpath([str(p.parent) for p in paths]))
 
 
 def _batches(item: _Input, src: Source, token: str | None) -> Iterator[Batch]:
@@ -131,6 +155,38 @@ def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: in
                 close()
 
 
+def _parent_watermark(ws: Workspace) -> Mark | None:
+    """The parent version's data watermark (None on the first run of a lineage: everything is new)."""
+    from steps.lineage import read_parent
+
+    parent = read_parent(ws)
+    if parent is None:
+        raise StepError("since=last but lineage/parent.json is missing: it needs continue_from (the lineage step "
+                        "records the parent's watermark)")
+    return from_doc(parent.get("watermark"))
+
+
+def _show_mark(mark: Mark | None) -> str:
+    return f"{mark.doc()['time']} {mark.key}" if mark else "(none: first version, all files are new)"
+
+
+def _nothing_new(ws: Workspace, shown: str, src: Source, since: Mark | None, mark: Mark | None, old: int,
+                 started: float) -> dict[str, Any]:
+    """No file is newer than the watermark: record it and end the run early (the later tasks are skipped)."""
+    summary = {"source": shown, "scheme": type(src).__name__.removesuffix("Source").lower(), "files": [],
+               "rows": 0, "status": "nothing new to learn", "since": "last",
+               "since_watermark": since.doc() if since else None, "watermark": mark.doc() if mark else None,
+               "files_already_learned": old, "train": {"path": "", "rows": 0}, "eval": {"path": "", "rows": 0},
+               "wall_s": round(time.monotonic() - started, 3)}
+    write_json(ws.dataset_summary, summary)
+    (ws.root / STATUS_TXT).write_text(NOTHING_NEW, encoding="utf-8")
+    ws.log(STEP, f"nothing new to learn: no file under {shown} is newer than the parent's watermark "
+                 f"{_show_mark(since)} ({old} file(s) already learned); train, evaluate, publish and register are "
+                 "skipped")
+    return {"status": NOTHING_NEW, "train_path": "", "eval_path": "", "train_rows": 0, "eval_rows": 0,
+            "summary_path": str(ws.dataset_summary)}
+
+
 def prepare_dataset(
     data_uri: str,
     workspace: str,
@@ -139,6 +195,7 @@ def prepare_dataset(
     seed: int = 42,
     hf_token: str = "",
     processed_data: bool = False,
+    since: str = "",
 ) -> dict[str, Any]:
     """Fetch a chat dataset, validate every row, and write the train/eval split into the workspace.
 
@@ -151,6 +208,8 @@ def prepare_dataset(
         hf_token: Hub token for gated data; overrides HF_TOKEN; never printed (prefer the hf-token secret).
         processed_data: The rows are pre-tokenised ({"input_ids": [...], "labels": [...]}): validated as the trainer
             reads them and split as they are, instead of chat rows.
+        since: '' = all the data; 'last' = only the files newer than the parent version's data watermark
+            (lineage/parent.json, written by the lineage step); nothing new ends the run early, not as a failure.
 
     Returns:
         Paths and row counts of the two splits, and the summary path.
@@ -159,10 +218,14 @@ def prepare_dataset(
     add_secret(hf_token)  # masked in every message and log line of this process from here on
     ws = Workspace.at(workspace)
     targets = (ws.train_jsonl, ws.eval_jsonl, ws.dataset_summary)
-    remove_outputs(*targets)  # a failed run never leaves an earlier run's outputs looking current
+    remove_outputs(ws.root / STATUS_TXT, *targets)  # a failed run never leaves an earlier run's outputs looking current
     try:
         validate_args(split, subset, seed)
         src = parse_source(data_uri)
+        since = (since or "").strip()
+        if since not in ("", "last"):
+            raise StepError(f"since={since!r}: must be '' (all the data) or 'last'")
+        watermark = _parent_watermark(ws) if since == "last" else None
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
@@ -172,8 +235,13 @@ def prepare_dataset(
     token = (hf_token or os.environ.get("HF_TOKEN", "")).strip() or None
     ws.dataset_dir.mkdir(parents=True, exist_ok=True)
     try:
+        inputs, mark, old = _inputs(src, ws, watermark, since == "last")
+        if since == "last":
+            ws.log(STEP, f"since=last: {len(inputs)} file(s) newer than the parent's watermark "
+                         f"{_show_mark(watermark)}, {old} already learned")
+        if not inputs:
+            return _nothing_new(ws, shown, src, watermark, mark, old, started)
         with atomic_outputs(*targets) as (train_tmp, eval_tmp, summary_tmp):
-            inputs = _inputs(src, ws)
             schemas: Counter[str] = Counter()
             outs = (JsonlWriter(train_tmp), JsonlWriter(eval_tmp))
             try:
@@ -203,6 +271,8 @@ def prepare_dataset(
                 "eval": {"path": "dataset/eval.jsonl", **eval_info},
                 "eval_note": "split = 1.0: no eval split, eval.jsonl is empty" if n_eval == 0 else "",
                 "resumed_connections": resumed,
+                "since": since, "since_watermark": watermark.doc() if watermark else None,
+                "watermark": mark.doc() if mark else None, "files_already_learned": old, "status": "new",
                 "wall_s": round(time.monotonic() - started, 3),
             }
             write_json(summary_tmp, summary)
@@ -213,6 +283,7 @@ def prepare_dataset(
     if n_eval == 0:
         ws.log(STEP, "info: split = 1.0, so there is no eval split (eval.jsonl is empty)")
     return {
+        "status": "new",
         "train_path": str(ws.train_jsonl),
         "eval_path": str(ws.eval_jsonl),
         "train_rows": train_info["rows"],

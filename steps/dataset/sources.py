@@ -343,6 +343,11 @@ class _S3Key:
     key: str
     size: int
     etag: str | None
+    modified_ns: int = 0  # LastModified (the since=last watermark)
+
+
+def _ns(when) -> int:  # noqa: ANN001 - a datetime from botocore
+    return int(when.timestamp() * 1e9) if when is not None else 0
 
 
 def _s3_keys(client, src: S3Source) -> Iterator[_S3Key]:  # noqa: ANN001
@@ -351,7 +356,7 @@ def _s3_keys(client, src: S3Source) -> Iterator[_S3Key]:  # noqa: ANN001
     if src.key and not src.key.endswith("/"):
         try:
             head = client.head_object(Bucket=src.bucket, Key=src.key)
-            yield _S3Key(src.key, head["ContentLength"], head.get("ETag"))
+            yield _S3Key(src.key, head["ContentLength"], head.get("ETag"), _ns(head.get("LastModified")))
             return
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
@@ -359,7 +364,7 @@ def _s3_keys(client, src: S3Source) -> Iterator[_S3Key]:  # noqa: ANN001
     prefix = src.key if not src.key or src.key.endswith("/") else src.key + "/"
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=src.bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
-            yield _S3Key(obj["Key"], obj["Size"], obj.get("ETag"))
+            yield _S3Key(obj["Key"], obj["Size"], obj.get("ETag"), _ns(obj.get("LastModified")))
 
 
 _S3_HINTS = {
@@ -448,8 +453,8 @@ def _s3_object(client, bucket: str, item: _S3Key) -> RemoteObject:  # noqa: ANN0
     return RemoteObject(name=shown, size=item.size, open_at=open_at, shown=shown)
 
 
-def s3_objects(src: S3Source) -> list[RemoteObject]:
-    """The object, or every data file under the prefix in key order, as RemoteObjects (nothing downloaded)."""
+def s3_listing(src: S3Source) -> tuple[object, list[_S3Key]]:
+    """(client, the object or every data file under the prefix in key order, with LastModified)."""
     shown = f"s3://{src.bucket}/{src.key}"
     client = s3_client()
     with s3_errors(shown):
@@ -458,4 +463,12 @@ def s3_objects(src: S3Source) -> list[RemoteObject]:
     if not data:
         found = f" (found: {', '.join(i.key for i in items[:5])})" if items else ""
         raise StepError(f"{shown}: no data files ({', '.join(DATA_SUFFIXES)}) at that key or prefix{found}")
-    return [_s3_object(client, src.bucket, i) for i in data]
+    return client, data
+
+
+def s3_objects(src: S3Source, keys: list[_S3Key] | None = None, client: object = None) -> list[RemoteObject]:
+    """The object, or every data file under the prefix in key order (or just ``keys`` of that listing), as
+    RemoteObjects (nothing downloaded)."""
+    if keys is None or client is None:
+        client, keys = s3_listing(src)
+    return [_s3_object(client, src.bucket, i) for i in keys]

@@ -241,7 +241,8 @@ def _run_lm_eval(model: str, tasks: list[str], *, backend: str, model_args: dict
 def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks: list[str] | None = None,
                    limit: int = -1, batch_size: str = "auto", max_regression: float = 0.02, backend: str = "auto",
                    data_dir: str = "", model_args: str = "", gen_kwargs: str = "",
-                   log_samples: bool = False, verbosity: str = "INFO") -> dict:
+                   log_samples: bool = False, verbosity: str = "INFO", continue_from: str = "",
+                   max_forgetting: float = 0.1) -> dict:
     """Score the tuned (and base) model with lm-eval on benchmark tasks and the held-out split.
 
     Args:
@@ -260,12 +261,19 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
         gen_kwargs: Generation kwargs for generative tasks, key=value,... or JSON (e.g. max_gen_toks=64).
         log_samples: Also write eval/samples.jsonl with every scored document.
         verbosity: lm-eval's log level (DEBUG, INFO, WARNING, ERROR, CRITICAL).
+        continue_from: '' = no lineage; 'latest' or a version: the base is the parent version (lineage/parent.json),
+            and both are scored on every ancestor's held-out set too (comparison.json's retention table).
+        max_forgetting: Largest allowed rise of the held-out loss (nats/token) on any earlier version's held-out
+            set, tuned vs parent; more fails the gate.
 
     Returns:
         gate (pass|fail|n/a), results_path, metrics_path, comparison_path, and a short summary.
     """
     start = time.perf_counter()
     validate_args(limit, batch_size, max_regression, backend, model_args, gen_kwargs, log_samples, verbosity)
+    from steps.lineage import require_parent, validate_lineage
+
+    validate_lineage(max_forgetting=max_forgetting)
     limit = max(limit, 0)  # -1 (upstream's "all") and 0 both mean every document
     verbosity = verbosity.strip().upper()
     ws = Workspace.at(workspace, create=False)
@@ -284,6 +292,11 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
 
     tuned_path = resolve_model(model, ws, offline, "model")
     base_path = ""
+    lineage = require_parent(ws, continue_from) if continue_from.strip() else None
+    if lineage is not None and lineage.get("model_dir"):
+        base_model = str(ws.root / str(lineage["model_dir"]))
+        ws.log(STEP, f"base = the parent version {lineage.get('parent')} ({base_model}): retention is measured "
+                     f"against it on {len(lineage.get('ancestors') or [])} earlier held-out set(s)")
     if base_model:
         base_path, how = resolve_base(base_model, ws, offline)
         ws.log(STEP, f"base model {base_model}: {base_path} ({how})")
@@ -334,7 +347,9 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
     results_p, base_results_p = out / "results.json", out / "base_results.json"
     metrics_p, comparison_p, table_p = out / "metrics.json", out / "comparison.json", out / "comparison.md"
     samples_p, plot_p, summary_p = out / "samples.jsonl", out / "eval.png", out / "summary.json"
-    remove_outputs(summary_p, comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p)
+    retention_png = out / "retention.png"
+    remove_outputs(summary_p, comparison_p, table_p, plot_p, samples_p, base_results_p, results_p, metrics_p,
+                   retention_png)
 
     common = {"backend": chosen, "limit": limit, "gen_kwargs": gen, "log_samples": log_samples, "local": local}
 
@@ -359,6 +374,17 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
 
     comparison = eval_report.compare(base_rows, tuned_rows) if base_path else []
     gate_status, failures = (eval_report.gate(comparison, requested, max_regression) if base_path else ("n/a", []))
+    retention = None
+    if lineage is not None:
+        retention = _retention(ws, lineage, tuned_path, base_path, tuned_rows, base_rows, user_args, batch_size,
+                               common, meta_for, held_out, max_forgetting)
+        if retention["gate"] == "fail":
+            gate_status = "fail"
+            failures = [*failures, {"task": "retention", "set": retention.get("worst_set"),
+                                    "forgetting": retention.get("worst_forgetting"), "unscored": retention["unscored"],
+                                    "max_forgetting": max_forgetting}]
+        elif retention["gate"] == "pass" and gate_status == "n/a":
+            gate_status = "pass"
     samples = [{"role": "tuned", "task": t, **s} for t, ss in tuned_res.pop("samples", {}).items() for s in ss]
     samples += [{"role": "base", "task": t, **s} for t, ss in base_res.pop("samples", {}).items() for s in ss]
 
@@ -374,18 +400,29 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
         _dump(tmp[metrics_p], tuned_rows + base_rows)
         if base_path:
             _dump(tmp[base_results_p], base_res)
-            tmp[table_p].write_text(eval_report.markdown_table(comparison, gate_status, max_regression, run_tasks,
-                                                               notes=plan.notes), encoding="utf-8")
+            table = eval_report.markdown_table(comparison, gate_status, max_regression, run_tasks, notes=plan.notes)
+            if retention is not None:
+                from steps.lineage.retention import markdown as retention_md
+
+                table += "\n" + retention_md(retention)
+            tmp[table_p].write_text(table, encoding="utf-8")
             _dump(tmp[comparison_p], {"model": tuned_path, "base_model": base_path,
                                       "base_model_ref": redact_uri(base_model.strip()), "tasks": run_tasks,
                                       "task_names": plan.run_names, "local_variants": plan.notes,
                                       "limit": limit, "max_regression": max_regression, "gate": gate_status,
-                                      "gate_failures": failures, "rows": comparison, "base_cached": cached})
+                                      "gate_failures": failures, "rows": comparison, "base_cached": cached,
+                                      **({"retention": retention} if retention is not None else {})})
         if log_samples:
             with open(tmp[samples_p], "w", encoding="utf-8") as fh:
                 for s in samples:
                     fh.write(json.dumps(s, default=str) + "\n")
 
+    if retention is not None:
+        from steps.lineage.retention import plot_matrix
+
+        with atomic_outputs(retention_png) as (tmp_png,):
+            plot_matrix(tmp_png, retention["matrix"], f"retention: {retention['gate']}, backward transfer "
+                                                      f"{retention['backward_transfer']}")
     regressed = sum(r["verdict"] == eval_report.REGRESSED for r in comparison)
     ws.log(STEP, f"done: gate {gate_status}; {len(tuned_rows)} metrics on {', '.join(run_tasks)}"
                  + (f"; {regressed} regressed vs base" if base_path else ""))
@@ -398,14 +435,46 @@ def evaluate_model(workspace: str, model: str = "", base_model: str = "", tasks:
         "tuned": headline, "base_vs_tuned": [
             {k: r.get(k) for k in ("task", "metric", "base", "tuned", "delta", "verdict")}
             for r in comparison if r.get("task") in run_tasks],
+        **({"retention": {k: retention.get(k) for k in ("gate", "worst_forgetting", "worst_set", "max_forgetting",
+                                                         "backward_transfer")}} if retention is not None else {}),
         "details": "eval/comparison.json, eval/metrics.json"})
     return {"gate": gate_status, "results_path": str(results_p), "metrics_path": str(metrics_p),
             "comparison_path": str(comparison_p) if base_path else "",
             "table_path": str(table_p) if base_path else "", "plot_path": str(plot_p),
             "samples_path": str(samples_p) if log_samples else "", "model": tuned_path, "base_model": base_path,
             "backend": chosen, "tasks": run_tasks, "task_names": plan.run_names, "local_variants": plan.notes,
-            "held_out": held_out, "base_cached": cached,
+            "held_out": held_out, "base_cached": cached, "retention": retention,
             "regressed": regressed, "metrics": headline, "wall_s": round(time.perf_counter() - start, 2)}
+
+
+def _retention(ws: Workspace, lineage: dict[str, Any], tuned_path: str, base_path: str, tuned_rows: list[dict],
+               base_rows: list[dict], user_args: dict[str, Any], batch_size: str, common: dict[str, Any],
+               meta_for: Any, held_out: dict[str, Any], max_forgetting: float) -> dict[str, Any]:
+    """Score parent and tuned on every ancestor's held-out set; the retention table of comparison.json."""
+    from steps.lineage.retention import held_out_loss, retention_table
+
+    measured: dict[str, dict[str, float | None]] = {}
+    for a in lineage.get("ancestors") or []:
+        data = ws.root / str(a["heldout"])
+        scores: dict[str, float | None] = {}
+        for role, path in (("parent", base_path), ("tuned", tuned_path)):
+            if not path or not _rows_in(data):
+                scores[role] = None
+                continue
+            meta = {**meta_for(path), "data_files": str(data)}
+            res = _run_lm_eval(path, [eval_report.HELD_OUT], model_args=_model_args(common["backend"], path, user_args),
+                               batch=_batch(batch_size, common["backend"]), meta=meta, ws=ws,
+                               role=f"{role} on {a['version']}'s held-out set",
+                               **{**common, "log_samples": False})
+            scores[role] = held_out_loss(eval_report.flatten(res, role, path))
+        measured[str(a["version"])] = scores
+    own = {"parent": held_out_loss(base_rows), "tuned": held_out_loss(tuned_rows)}
+    table = retention_table(lineage.get("ancestors") or [], measured, own, int(held_out.get("rows") or 0),
+                            max_forgetting)
+    ws.log(STEP, f"retention: gate {table['gate']}; largest forgetting {table['worst_forgetting']} on "
+                 f"{table['worst_set'] or '-'} (allowed {max_forgetting}); backward transfer "
+                 f"{table['backward_transfer']}")
+    return table
 
 
 def _base_results(ws: Workspace, base_path: str, tasks: list[str], user_args: dict[str, Any], batch_size: str,

@@ -28,6 +28,7 @@ from steps.publish.store import publish_files
 STEP = "publish"
 SCHEMES = ("s3", "pvc")
 PUBLISH_JSON = "publish/publish.json"
+LINEAGE_JSON = "publish/lineage.json"  # whether this version was accepted into the lineage (register reads it)
 SUMMARY_JSON = "publish/summary.json"
 DEFAULT_MOUNT = "/models"  # where the publish-pvc template mounts the models volume
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -119,7 +120,7 @@ def _gate(ws: Workspace) -> str:
 
 def publish_model(workspace: str, storage_uri: str, name: str = "osft-model", version: str = "1.0.0",
                   workflow_name: str = "", force: bool = False, part_size_mb: int = 64, concurrency: int = 8,
-                  models_mount: str = DEFAULT_MOUNT, models_claim: str = "") -> dict:
+                  models_mount: str = DEFAULT_MOUNT, models_claim: str = "", continue_from: str = "") -> dict:
     """Publish the final checkpoint's serving files and their manifest to durable storage.
 
     Args:
@@ -133,6 +134,8 @@ def publish_model(workspace: str, storage_uri: str, name: str = "osft-model", ve
         concurrency: Parallel transfers (s3: files and parts), 1 to 64.
         models_mount: Where the pvc:// claim is mounted in this pod (the publish-pvc template: /models).
         models_claim: The claim mounted there (checked against the URI's); '' = not checked.
+        continue_from: '' = no lineage; 'latest' or a version: once published, the version is accepted into the
+            lineage (held-out split, ledger, then the latest pointer, moved only if no other run moved it first).
 
     Returns:
         status (published | already published), uri, manifest, files, uploaded, skipped, record path.
@@ -143,11 +146,15 @@ def publish_model(workspace: str, storage_uri: str, name: str = "osft-model", ve
     if not 1 <= concurrency <= 64:
         raise StepError(f"concurrency={concurrency} must be in [1, 64]")
     ws = Workspace.at(workspace, create=False)
-    remove_outputs(ws.root / SUMMARY_JSON, ws.root / PUBLISH_JSON)
+    remove_outputs(ws.root / SUMMARY_JSON, ws.root / PUBLISH_JSON, ws.root / LINEAGE_JSON)
+    run = workflow_name or os.environ.get("ARGO_WORKFLOW_NAME", "")
     try:
-        return _publish(ws, target, storage_uri.strip(), name.strip(), version.strip(),
-                        workflow_name or os.environ.get("ARGO_WORKFLOW_NAME", ""), force, part_size_mb, concurrency,
-                        Path(models_mount), models_claim.strip())
+        out = _publish(ws, target, storage_uri.strip(), name.strip(), version.strip(), run, force, part_size_mb,
+                       concurrency, Path(models_mount), models_claim.strip())
+        if continue_from.strip():
+            out["lineage"] = _accept(ws, continue_from.strip(), folder_leaf(version.strip(), run), out["uri"], run,
+                                     models_mount)
+        return out
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
@@ -199,6 +206,22 @@ def _publish(ws: Workspace, target: StorageTarget, storage_uri: str, name: str, 
     path = write_json(ws.root / PUBLISH_JSON, record)
     return {"status": record["status"], "uri": store.uri, "manifest": store.manifest_uri, "files": len(files),
             "uploaded": len(result["uploaded"]), "skipped": len(result["skipped"]), "record_path": str(path)}
+
+
+def _accept(ws: Workspace, continue_from: str, leaf: str, uri: str, run: str, mount: str) -> dict[str, Any]:
+    """Accept the published version into the lineage, unless the gate failed (then it was only --force published)."""
+    from steps.lineage import accept_version
+
+    if _gate(ws) == "fail":
+        write_json(ws.root / LINEAGE_JSON, {"accepted": False, "version": leaf,
+                                             "reason": "the eval gate failed (published with --force)"})
+        ws.log(STEP, f"{leaf} is published (force) but NOT accepted into the lineage: the eval gate failed; the "
+                     "latest pointer does not move")
+        return {"accepted": False, "version": leaf}
+    result = accept_version(ws, continue_from=continue_from, version=leaf, model_uri=uri, run=run,
+                            models_mount=mount, log=lambda msg: ws.log(STEP, msg))
+    write_json(ws.root / LINEAGE_JSON, result)
+    return {"accepted": True, "version": leaf, "parent": result["parent"]}
 
 
 def published_uri(ws: Workspace, storage_uri: str) -> dict[str, Any]:

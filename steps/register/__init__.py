@@ -107,6 +107,38 @@ def publish_properties(record: dict[str, Any]) -> dict[str, Scalar]:
     return props
 
 
+def lineage_properties(ws: Workspace) -> dict[str, Scalar]:
+    """The lineage facts of an accepted version (publish/lineage.json's ledger) as version properties: parent
+    version, chain, data watermark, held-out (retention) scores and backward transfer; none without a lineage."""
+    import json
+
+    try:
+        record = json.loads((ws.root / "publish" / "lineage.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    props: dict[str, Scalar] = {"lineage.accepted": bool(record.get("accepted"))}
+    ledger = record.get("ledger") or {}
+    if not record.get("accepted") or not isinstance(ledger, dict):
+        return props
+    props.update({"lineage.version": str(ledger.get("version") or ""),
+                  "lineage.parent_version": str(ledger.get("parent") or ""),
+                  "lineage.chain": " -> ".join(str(v) for v in ledger.get("chain") or []),
+                  "lineage.uri": str(record.get("lineage_uri") or "")})
+    mark = ledger.get("watermark") or {}
+    if isinstance(mark, dict) and mark:
+        props["lineage.watermark.time"] = str(mark.get("time") or "")
+        props["lineage.watermark.key"] = str(mark.get("key") or "")
+    for key in ("backward_transfer", "worst_forgetting", "max_forgetting"):
+        if isinstance(ledger.get(key), int | float):
+            props[f"lineage.{key}"] = float(ledger[key])
+    for v, entry in (ledger.get("scores") or {}).items():
+        if isinstance(entry, dict) and isinstance(entry.get("loss"), int | float):
+            props[f"lineage.retention.{v}.loss"] = float(entry["loss"])
+    return props
+
+
 def validate_inputs(address: str, port: int, name: str, version: str, format_version: str,
                     format_name: str = "pytorch", author: str = "pipeline", description: str = "") -> None:
     """The step's checks of its settings, before it reads the workspace (the pipeline's preflight applies them
@@ -242,6 +274,7 @@ def _register(ws: Workspace, address: str, port: int, name: str, version: str, a
     props, gate = build_properties(ws, provenance)
     if published:
         props.update(publish_properties(published))
+    props.update(lineage_properties(ws))
     fmt_version = format_version.strip()
     plan: dict[str, Any] = {"name": name, "version": version, "uri": uri or None, "model_path": model_path or None,
                             "format_name": format_name, "format_version": fmt_version, "author": author,

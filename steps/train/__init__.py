@@ -280,7 +280,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
                 seed: int = 42, lr_scheduler: str = "cosine", warmup_steps: int = 0, checkpoint_at_epoch: bool = True,
                 save_final_checkpoint: bool = True, nproc_per_node: str = "auto", nnodes: int = 1,
                 device: str = "auto", lr_scheduler_kwargs: str = "", target_patterns: str = "",
-                unmask_messages: bool = False, use_processed_dataset: bool = False, env_vars: str = "") -> dict:
+                unmask_messages: bool = False, use_processed_dataset: bool = False, env_vars: str = "",
+                continue_from: str = "") -> dict:
     """Fine-tune the base model with OSFT on the workspace's training split.
 
     Args:
@@ -307,6 +308,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         unmask_messages: Train on every token of each conversation, not only the assistant's.
         use_processed_dataset: The training split holds pre-tokenised rows (input_ids, labels), used as they are.
         env_vars: Env vars for the training processes, KEY=VAL,... (names that look like secrets are refused).
+        continue_from: '' = train ``model``; 'latest' or a version = train the parent version the lineage step
+            fetched onto the workspace (lineage/parent.json), or ``model`` when the lineage has no version yet.
 
     Returns:
         model_path, metrics_path, final_loss, steps, resumed, plus reused, run_dir, device, world_size and
@@ -336,6 +339,15 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         liger = False
         ws.log(STEP, f"info: no CUDA GPU {'requested' if device == 'cpu' else 'visible'}: training on CPU "
                      f"({nproc} process(es), gloo, fp32) through steps.train.cpu_launcher")
+    from steps.lineage import parent_model_dir, read_parent
+
+    parent_dir = parent_model_dir(ws, continue_from) if continue_from.strip() else None
+    parent_version = ""
+    if parent_dir is not None:
+        parent_version = str((read_parent(ws) or {}).get("parent") or "")
+        ws.log(STEP, f"continuing from accepted version {parent_version} (its published weights, {parent_dir}) "
+                     f"instead of {redact_uri(model.strip())}")
+        model = str(parent_dir)
     shown_model = redact_uri(model.strip())
     base = resolve_model(model, ws.root)
     ws.log(STEP, f"base model {shown_model} -> {base}")

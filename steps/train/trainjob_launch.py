@@ -212,6 +212,7 @@ def launch_trainjob(
     timeout_seconds: int = 0,
     token_path: str = SA_TOKEN_PATH,
     replace_timeout_seconds: int = 600,
+    continue_from: str = "",
 ) -> dict[str, Any]:
     """Run OSFT training as a multi-node Kubeflow Trainer TrainJob and wait for it to finish.
 
@@ -253,6 +254,8 @@ def launch_trainjob(
         timeout_seconds: give up (and delete the job) after this long; 0 = wait as long as the step may run.
         token_path: service-account token file used when kubernetes-credentials is not set.
         replace_timeout_seconds: how long to wait for a finished/failed TrainJob of an earlier attempt to go.
+        continue_from: '' = train ``model``; 'latest' or a version = the parent version the lineage step fetched
+            onto the workspace (every node mounts it), or ``model`` when the lineage has no version yet.
 
     Returns:
         trainjob name, final state, model_path (the workspace's train/model target), workers.
@@ -263,6 +266,13 @@ def launch_trainjob(
         raise StepError(f"workers={workers}: a TrainJob is for 2 or more workers; the single-node train step "
                         "handles 1")
     ws = Workspace.at(workspace)
+    if continue_from.strip():
+        from steps.lineage import parent_model_dir
+
+        parent = parent_model_dir(ws, continue_from)
+        if parent is not None:
+            model = str(parent)  # on the workspace volume every node mounts at the same path
+            ws.log(STEP, f"continuing from the parent version at {parent}")
     jname = job_name(name)
     manifest = job_manifest(workers, gpus_per_worker, image, namespace, pvc_claim, jname, runtime, owner_name,
                             owner_uid, model, effective_batch_size, epochs, max_tokens_per_gpu, max_seq_len,

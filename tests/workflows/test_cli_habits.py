@@ -125,7 +125,7 @@ def test_dry_run_install_of_the_full_template_with_its_parameters() -> None:
     assert res.exit_code == 0, res.output
     docs = list(yaml.safe_load_all(res.output))
     assert docs[3]["kind"] == "WorkflowTemplate" and docs[3]["metadata"]["name"] == "osft-pipeline"
-    assert len(docs[3]["spec"]["arguments"]["parameters"]) == 56
+    assert len(docs[3]["spec"]["arguments"]["parameters"]) == 59
     assert docs[4]["resourceName"] == "osft-pipeline"
     assert "phase_02_train_opt_lr_warmup=20" in docs[4]["submitOptions"]["parameters"]
     res = invoke("submit", "--install", "--from", "workflowtemplate/osft-other", "-p", f"{DATA}=hf://o/d",

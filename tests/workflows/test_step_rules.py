@@ -15,6 +15,7 @@ import pytest
 from steps.common.errors import StepError
 from steps.dataset import prepare_dataset
 from steps.evaluate import evaluate_model
+from steps.lineage import fetch_lineage
 from steps.publish import publish_model
 from steps.register import register_model
 from steps.train import train_model
@@ -66,6 +67,11 @@ def register(**kw: Any) -> Call:
 def publish(**kw: Any) -> Call:
     args = {"storage_uri": "s3://models/osft", "name": "osft-model", "version": "1.0.0", **kw}
     return lambda ws, model: publish_model(str(ws), workflow_name="wf-1", **args)
+
+
+def lineage(**kw: Any) -> Call:
+    args = {"storage_uri": "s3://models/osft", "name": "osft-model", "continue_from": "latest", **kw}
+    return lambda ws, model: fetch_lineage(str(ws), **args)
 
 
 REG = {"phase_04_registry_man_address": "model-registry.ml.svc"}
@@ -157,6 +163,11 @@ CASES: list[tuple[str, dict[str, str], Call]] = [
     ("format name", {**REG, "phase_04_registry_opt_format_name": " "}, register(format_name=" ")),
     ("author", {**REG, "phase_04_registry_man_reg_author": ""}, register(author="")),
     ("description", {**REG, "phase_04_registry_opt_description": "x" * 5000}, register(description="x" * 5000)),
+    ("continue_from without a storage URI", {"phase_02_train_opt_continue_from": "latest"},
+     lineage(continue_from="latest", storage_uri="")),
+    ("continue_from not a version", {**PUB, "phase_02_train_opt_continue_from": "a/b"},
+     lineage(continue_from="a/b")),
+    ("max_forgetting negative", {"phase_03_eval_opt_max_forgetting": "-1"}, evaluate(max_forgetting=-1.0)),
 ]
 
 
@@ -168,6 +179,9 @@ STRICTER: list[tuple[str, dict[str, str], Call]] = [
     ("port out of range", {**REG, "phase_04_registry_opt_port": "70000"}, register(port=70000)),
     ("gen kwargs not a mapping", {"phase_03_eval_opt_gen_kwargs": "max_gen_toks"}, evaluate(gen_kwargs="max_gen_toks")),
     ("log samples not a bool", {"phase_03_eval_opt_log_samples": "maybe"}, evaluate(log_samples="maybe")),
+    ("since=last without continue_from", {**PUB, "phase_01_dataset_opt_since": "last"}, dataset(since="last")),
+    ("since not a choice", {**PUB, "phase_02_train_opt_continue_from": "latest",
+                            "phase_01_dataset_opt_since": "later"}, dataset(since="later")),
 ]
 
 
@@ -238,4 +252,4 @@ def test_every_parameter_a_step_rule_reads_has_a_case() -> None:
     covered = {name for _, overrides, _ in CASES + STRICTER for name in overrides}
     assert read - covered == set()
     steps = {rule.step for rule in (*params.step_rules(), *params.environment_rules("/workspace"))}
-    assert steps == {"dataset", "train", "train-trainjob", "evaluate", "publish", "register"}
+    assert steps == {"dataset", "train", "train-trainjob", "evaluate", "publish", "register", "lineage"}

@@ -39,6 +39,7 @@ from steps.common.summary import BOUNDED_OUTPUTS
 from steps.dataset import prepare_dataset
 from steps.evaluate import evaluate_model
 from steps.finish import record_status
+from steps.lineage import fetch_lineage
 from steps.publish import DEFAULT_MOUNT, publish_model
 from steps.register import register_model
 from steps.train import train_model
@@ -74,10 +75,14 @@ GPU = "nvidia.com/gpu"
 GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
 GPU_TOLERATION = m.Toleration(key=GPU, operator="Exists", effect="NoSchedule")
 SECRET_KEYS = K8S_SECRETS  # secret name -> keys (= env var names), shared with the KFP twin
-EXIT_OUTPUTS = ("final_loss", "train_steps", "eval_gate", "registration_status", "registered_version")
+EXIT_OUTPUTS = ("final_loss", "train_steps", "eval_gate", "registration_status", "registered_version", "data_status",
+                "accepted_version")
 CRON_SCHEDULE = "0 3 * * 0"  # Sundays 03:00
+# The scheduled run continues the lineage: from the last accepted version, on the data new since then
+CRON_LINEAGE = {"phase_02_train_opt_continue_from": "latest", "phase_01_dataset_opt_since": "last"}
 IMAGE_UID = 1001  # the image's user (Containerfile); fsGroup makes the RWX workspace writable for it
 WORKSPACE_CLAIM = "{{workflow.name}}-workspace"  # the PVC the workspace-pvc task creates, owned by the workflow
+DATA_STATUS = "dataset/status.txt"  # the dataset task's data_status output (steps.dataset.STATUS_TXT)
 # Every pod's activeDeadlineSeconds counts from the pod's start, *before* its image is pulled: no pod gets
 # less than this, so a cold pull of the multi-GB image cannot fail a step that never ran.
 PULL_ALLOWANCE_S = 1800
@@ -263,9 +268,10 @@ DEADLINES = {
     "train": (2 * 24 * 3600, 2), "train-trainjob": (2 * 24 * 3600, 2), "evaluate": (12 * 3600, 2),
     "publish": (3 * 3600, 3), "publish-pvc": (3 * 3600, 3), "keep-workspace": (PULL_ALLOWANCE_S, 2),
     "register": (PULL_ALLOWANCE_S, 3), "record-status": (PULL_ALLOWANCE_S, 2),
+    "lineage": (3 * 3600, 3), "lineage-pvc": (3 * 3600, 3),
     "delete-workspace": (PULL_ALLOWANCE_S, 2), "reown-workspace": (PULL_ALLOWANCE_S, 2),
 }
-WORKFLOW_DEADLINE_S = 9 * 24 * 3600
+WORKFLOW_DEADLINE_S = 10 * 24 * 3600
 
 
 def build_template(image: str = IMAGE, artifacts: bool = False, template: str = MINIMAL) -> WorkflowTemplate:
@@ -351,6 +357,10 @@ def build_template(image: str = IMAGE, artifacts: bool = False, template: str = 
             env=base_env + secret_env("s3-secret", "hf-token"),
             resources=_resources("1", "4Gi", "16Gi"),
             retry_strategy=_retry(DEADLINES["dataset"][1], "30s"),
+            # "new", or "nothing-new" (since=last found no new file): the later tasks' `when` reads it
+            outputs=[Parameter(name="data_status", value_from=m.ValueFrom(path=f"{WORKSPACE}/{DATA_STATUS}",
+                                                                          default="new"),
+                               description="new, or nothing-new: since=last found no file newer than the watermark")],
             **limits("dataset"),
         )
         train_outputs = [_json_output("summary", f"{WORKSPACE}/train/summary.json",
@@ -423,6 +433,20 @@ def build_template(image: str = IMAGE, artifacts: bool = False, template: str = 
                 claim_name="{{inputs.parameters.models_claim}}"))],
             **limits("publish-pvc"),
         )
+        # The lineage (continue_from): read next to the published models, so s3:// or the pvc:// models claim,
+        # mounted only by lineage-pvc (as publish-pvc), which runs only when the storage URI is pvc://
+        lineage_common = {**common, "env": base_env + secret_env("s3-secret"),
+                          "resources": _resources("1", "1Gi", "4Gi"),
+                          "retry_strategy": _retry(DEADLINES["lineage"][1], "30s")}  # files already fetched are kept
+        t_lineage = Script(name="lineage", source=fetch_lineage, **lineage_common, **limits("lineage"))
+        t_lineage_pvc = Script(
+            name="lineage-pvc", source=fetch_lineage,
+            **{**lineage_common, "env": base_env,
+               "volume_mounts": [ws_mount, m.VolumeMount(name="models", mount_path=DEFAULT_MOUNT, read_only=True)]},
+            volumes=[m.Volume(name="models", persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
+                claim_name="{{inputs.parameters.models_claim}}", read_only=True))],
+            **limits("lineage-pvc"),
+        )
         t_keep = Resource(
             name="keep-workspace", action="patch", merge_strategy="merge", manifest=workspace_patch(owner=False),
             retry_strategy=_retry(DEADLINES["keep-workspace"][1], "10s", policy="OnError"),
@@ -490,9 +514,19 @@ def build_template(image: str = IMAGE, artifacts: bool = False, template: str = 
                 "claim": WORKSPACE_CLAIM, "namespace": "{{workflow.namespace}}", "timeout_seconds": BIND_TIMEOUT_S})
             a = t_preflight(name="preflight", arguments={p.name: wf(p.name) for p in params_for(template)} | {
                 "workspace": WORKSPACE, "workflow_name": "{{workflow.name}}"})
+            continuing = f"'{wf('phase_02_train_opt_continue_from')}' != ''"
+            lineage_args = {"workspace": WORKSPACE, **inputs("lineage")}
+            g1 = t_lineage(name="lineage", when=f"{continuing} && '{pre % 'publish_mode'}' == 's3'",
+                           arguments=lineage_args)
+            g2 = t_lineage_pvc(name="lineage-pvc", when=f"{continuing} && '{pre % 'publish_mode'}' == 'pvc'",
+                               arguments={**lineage_args, "models_mount": DEFAULT_MOUNT,
+                                          "models_claim": pre % "models_claim"})
             d = t_dataset(name="dataset", arguments={"workspace": WORKSPACE, **inputs("dataset")})
-            t1 = t_train(name="train", when=f"'{pre % 'train_mode'}' == 'single'", arguments=train_args)
-            t2 = t_trainjob(name="train-trainjob", when=f"'{pre % 'train_mode'}' == 'trainjob'", arguments={
+            # since=last with nothing new: the dataset task says so and every later task is skipped (the run
+            # Succeeds; the exit handler records "nothing new to learn")
+            learn = "'{{tasks.dataset.outputs.parameters.data_status}}' != 'nothing-new'"
+            t1 = t_train(name="train", when=f"{learn} && '{pre % 'train_mode'}' == 'single'", arguments=train_args)
+            t2 = t_trainjob(name="train-trainjob", when=f"{learn} && '{pre % 'train_mode'}' == 'trainjob'", arguments={
                 **train_args,
                 **inputs("train-trainjob"),
                 "image": image,
@@ -502,18 +536,19 @@ def build_template(image: str = IMAGE, artifacts: bool = False, template: str = 
                 "owner_name": "{{workflow.name}}",
                 "owner_uid": "{{workflow.uid}}",
             })
-            e = t_evaluate(name="evaluate", arguments={
+            e = t_evaluate(name="evaluate", when=learn, arguments={
                 "workspace": WORKSPACE,
                 "base_model": pre % "base_model",
                 "tasks": pre % "eval_tasks",
                 **inputs("evaluate"),
             })
             publish_args = {"workspace": WORKSPACE, **inputs("publish"), "workflow_name": "{{workflow.name}}"}
-            p1 = t_publish(name="publish", when=f"'{pre % 'publish_mode'}' == 's3'", arguments=publish_args)
-            p2 = t_publish_pvc(name="publish-pvc", when=f"'{pre % 'publish_mode'}' == 'pvc'", arguments={
+            p1 = t_publish(name="publish", when=f"{learn} && '{pre % 'publish_mode'}' == 's3'", arguments=publish_args)
+            p2 = t_publish_pvc(name="publish-pvc", when=f"{learn} && '{pre % 'publish_mode'}' == 'pvc'", arguments={
                 **publish_args, "models_mount": DEFAULT_MOUNT, "models_claim": pre % "models_claim"})
-            k = t_keep(name="keep-workspace", when=KEEP_MODE)
-            r = t_register(name="register", when=f"'{wf('phase_04_registry_man_address')}' != ''", arguments={
+            k = t_keep(name="keep-workspace", when=f"{learn} && {KEEP_MODE}")
+            registering = f"'{wf('phase_04_registry_man_address')}' != ''"
+            r = t_register(name="register", when=f"{learn} && {registering}", arguments={
                 "workspace": WORKSPACE,
                 **inputs("register"),  # storage_uri: the published URI; without one the workspace copy:
                 "pvc_claim": WORKSPACE_CLAIM,  # pvc://<claim>/<path of the model>
@@ -524,7 +559,7 @@ def build_template(image: str = IMAGE, artifacts: bool = False, template: str = 
                 "dataset_uri": wf("phase_01_dataset_man_data_uri"),
                 "base_model": wf("phase_02_train_man_train_model"),
             })
-            v >> b >> a >> d >> [t1, t2]
+            v >> b >> a >> [g1, g2] >> d >> [t1, t2]
             [t1, t2] >> e >> [p1, p2, k]
             [p1, p2, k] >> r
     return wt
@@ -535,9 +570,12 @@ def build_cron(schedule: str = CRON_SCHEDULE, timezone: str = "UTC", overrides: 
     """The ``<template>-retrain`` CronWorkflow (suspended until a dataset is set).
 
     It references the WorkflowTemplate ``template``; ``overrides`` become its arguments (validated by the caller).
-    The registry version defaults to ``auto`` so every run registers a new version.
+    The registry version defaults to ``auto`` so every run registers a new version, and each run continues from
+    the last accepted version on only the data new since then (:data:`CRON_LINEAGE`; needs a storage URI:
+    docs/continual-learning.md). ``concurrencyPolicy: Forbid`` keeps the lineage strictly sequential.
     """
-    args = {"phase_01_dataset_man_data_uri": "", "phase_04_registry_man_reg_version": "auto"} | (overrides or {})
+    args = {"phase_01_dataset_man_data_uri": "", "phase_04_registry_man_reg_version": "auto"} | CRON_LINEAGE | (
+        overrides or {})
     return CronWorkflow(
         name=cron_name(template),
         labels={"app.kubernetes.io/name": "osft-pipeline", "app.kubernetes.io/component": "retrain"},

@@ -123,6 +123,11 @@ class _Run:
             elif entry == STATUS_ENTRY:
                 status = "registered" if self.out.registered and self.gv["workflow.status"] == "Succeeded" else ""
                 local[f"tasks.{task['name']}.outputs.parameters.registration_status"] = status
+            else:  # another step: its output parameters take their defaults (the dataset's data_status: "new")
+                for p in (tmpl.get("outputs") or {}).get("parameters") or []:
+                    default = (p.get("valueFrom") or {}).get("default")
+                    if default is not None:
+                        local[f"tasks.{task['name']}.outputs.parameters.{p['name']}"] = str(default)
         return True
 
     def _resource(self, task: str, tmpl: Mapping[str, Any], inputs: Mapping[str, str]) -> None:

@@ -268,7 +268,7 @@ def install_cron(target: ArgoTarget, overrides: Mapping[str, Any], schedule: str
     the schedule and timezone are checked as Argo checks them first."""
     from workflows.argo.cron import check_schedule, check_timezone
 
-    params = checked_overrides(overrides, template)
+    params = checked_overrides(pipeline.CRON_LINEAGE | dict(overrides), template)  # the cron continues the lineage
     check_schedule(schedule)
     check_timezone(timezone)
     cron = pipeline.build_cron(schedule=schedule, timezone=timezone, overrides=params, suspend=suspend,

@@ -27,12 +27,15 @@ FUNCTION_NAMES = {MINIMAL: "osft_minimal_pipeline", FULL: "osft_pipeline"}
 # Argo arguments that size the per-run volume; KFP fixes its workspace PVC at compile time instead.
 COMPILE_TIME = ("phase_00_workspace_opt_size", "phase_00_workspace_opt_storage_class",
                 "phase_00_workspace_opt_access_mode")
+# Continual learning (a lineage task before the dataset, the conditional pointer write) is Argo-only for now:
+# the KFP twin takes none of its parameters (docs/continual-learning.md).
+ARGO_ONLY = ("phase_02_train_opt_continue_from", "phase_01_dataset_opt_since", "phase_03_eval_opt_max_forgetting")
 RESOURCES = ("phase_02_train_opt_cpu", "phase_02_train_opt_memory", "phase_03_eval_opt_cpu", "phase_03_eval_opt_memory")
 
 
 def inputs_for(template: str = MINIMAL) -> tuple[Param, ...]:
     """The root inputs of ``template``'s twin: its parameters less the compile-time workspace settings."""
-    return tuple(p for p in params_for(template) if p.name not in COMPILE_TIME)
+    return tuple(p for p in params_for(template) if p.name not in COMPILE_TIME + ARGO_ONLY)
 
 
 INPUTS: tuple[Param, ...] = inputs_for(MINIMAL)

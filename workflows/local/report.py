@@ -131,7 +131,10 @@ _SKIPPED = {
     "train": "skipped: several workers, so the train-trainjob step ran instead",
     "delete-workspace": "skipped: the run did not succeed, so its workspace is kept for a retry",
     "publish": "skipped: nowhere to publish to",
+    "lineage": "skipped: no continue_from, or the storage URI is not s3://",
+    "lineage-pvc": "skipped: no continue_from, or the storage URI is not pvc://",
 }
+NOTHING_NEW = "skipped: nothing new to learn (since=last found no file newer than the parent's watermark)"
 _TAG = re.compile(r"\{\{.*?\}\}|'[^']*'\s*(==|!=)\s*'[^']*'")
 
 
@@ -140,6 +143,8 @@ def explain(name: str, task: Mapping[str, Any]) -> str:
     phase, message = str(task.get("phase", "")), str(task.get("message") or "")
     base = name.rsplit(".", 1)[-1]
     if phase == "Skipped":
+        if "'nothing-new' != 'nothing-new'" in message:
+            return NOTHING_NEW
         return _SKIPPED.get(base, "skipped: its condition was not met")
     if phase == "Omitted":
         return "not run: an earlier step failed" if "earlier step failed" in message or "interrupted" in message \
@@ -234,6 +239,9 @@ def key_deltas(comp: Mapping[str, Any] | None, metrics: Mapping[str, Any] | None
                    + (f" ({verdict})" if verdict else ""))
         if len(out) >= limit:
             break
+    retention = (comp or {}).get("retention")
+    if isinstance(retention, Mapping) and retention.get("backward_transfer") is not None:
+        out.append(f"backward transfer {_fmt_num(retention['backward_transfer'])} (held-out loss; < 0 = forgot)")
     if isinstance(metrics, Mapping) and metrics.get("final_loss") is not None:
         first = metrics.get("first_loss")
         out.append(f"loss {_fmt_num(first)} → {_fmt_num(metrics['final_loss'])}" if first is not None
@@ -246,16 +254,31 @@ def _failed_task(run: Mapping[str, Any]) -> str:
         (n for n, t in (run.get("tasks") or {}).items() if t.get("phase") in ("Failed", "Error")), ""))
 
 
-def verdict(run: Mapping[str, Any], comp: Mapping[str, Any] | None) -> tuple[str, str]:
-    """(CSS class, words) of the run's outcome: a failed step, the eval gate, or done without a comparison."""
+def verdict(run: Mapping[str, Any], comp: Mapping[str, Any] | None, data: Mapping[str, Any] | None = None
+            ) -> tuple[str, str]:
+    """(CSS class, words) of the run's outcome: a failed step, nothing new to learn, the eval gate (benchmarks and
+    retention), or done without a comparison."""
     wf = run.get("workflow") or {}
+    found = (comp or {}).get("retention") if isinstance(comp, Mapping) else None
+    retention: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    if retention.get("gate") == "fail" and wf.get("phase") in (None, "Succeeded", "Failed") and \
+            _failed_task(run) in ("", "publish", "publish-pvc"):  # the gate refused to publish it
+        return "fail", (f"FORGOT: held-out loss on {retention.get('worst_set')} rose by "
+                        f"{_fmt_num(retention.get('worst_forgetting'))} (allowed {retention.get('max_forgetting')}): "
+                        "not accepted, the latest version is unchanged")
     if wf.get("phase") not in (None, "Succeeded"):
         failed = _failed_task(run)
         return "fail", f"FAILED at step {failed}" if failed else f"FAILED ({wf.get('phase')})"
+    if isinstance(data, Mapping) and data.get("status") == "nothing new to learn":
+        return "na", "NOTHING NEW TO LEARN (since=last: no file newer than the parent's watermark; nothing trained)"
     if isinstance(comp, Mapping) and comp.get("gate") == "fail":
         bad = [str(f) for f in comp.get("gate_failures") or []][:2]
         return "fail", "GATE FAILED" + (f": {'; '.join(bad)}" if bad else ": a benchmark regressed")
     if isinstance(comp, Mapping) and comp.get("gate") == "pass":
+        if retention.get("gate") == "pass":
+            return "pass", ("PASSED the eval gate: no benchmark regressed beyond its stderr, nothing earlier was "
+                            f"forgotten (largest forgetting {_fmt_num(retention.get('worst_forgetting'))} ≤ "
+                            f"{retention.get('max_forgetting')})")
         return "pass", "PASSED the eval gate (no benchmark regressed beyond its stderr)"
     if wf.get("phase") == "Running":
         return "na", "RUNNING"
@@ -279,7 +302,8 @@ def _failure(run: Mapping[str, Any]) -> str:
 
 def _summary(doc: _Doc, run: Mapping[str, Any], ws: Path, comp: Any, metrics: Any) -> None:
     """The report's first line: verdict, key deltas, where the model is and how to load it."""
-    cls, words = verdict(run, comp if isinstance(comp, Mapping) else None)
+    data = _load(ws / "dataset" / "summary.json")
+    cls, words = verdict(run, comp if isinstance(comp, Mapping) else None, data if isinstance(data, Mapping) else None)
     deltas = key_deltas(comp if isinstance(comp, Mapping) else None,
                         metrics if isinstance(metrics, Mapping) else None)
     loc = model_location(ws, run)
@@ -382,6 +406,16 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
     elif params:
         doc.p("Every parameter had its default (all of them are under Details).")
 
+    glance = [(ws / "eval" / "eval.png", "evaluation scores", "eval/eval.png"),
+              (ws / "eval" / "retention.png", "retention matrix", "eval/retention.png"),
+              (ws / "train" / "loss.png", "training loss curve", "train/loss.png")]
+    if any(p.is_file() for p, _, _ in glance):
+        doc.html.append('<div id="glance">')
+        for path, alt, rel in glance:
+            if path.is_file():
+                doc.image(path, alt, rel)
+        doc.html.append("</div>")
+
     doc.h("Evaluation: base vs tuned")
     if isinstance(comp, Mapping):
         gate = str(comp.get("gate", "n/a"))
@@ -401,16 +435,21 @@ def build_report(workspace: str | os.PathLike[str], secrets: tuple[str, ...] = (
         variants = [str(n) for n in comp.get("local_variants") or []]
         if variants:  # offline local variants that differ from lm-eval's task: said, never hidden
             doc.p("Offline local variants (not lm-eval's own tasks): " + "; ".join(variants), "variant")
+        retention = comp.get("retention")
+        if isinstance(retention, Mapping):
+            doc.h("Retention: earlier versions' held-out sets", 3)
+            doc.p(f"{retention.get('metric')}. Gate {str(retention.get('gate')).upper()}: largest forgetting "
+                  f"{_fmt(retention.get('worst_forgetting'))} on {retention.get('worst_set') or '-'} (allowed "
+                  f"{_fmt(retention.get('max_forgetting'))}); backward transfer "
+                  f"{_fmt(retention.get('backward_transfer'))} (< 0 = forgot).")
+            doc.table(["held-out set", "rows", "at acceptance", "parent", "tuned", "forgetting"],
+                      [[s_.get("set"), s_.get("rows"), s_.get("at_acceptance"), s_.get("parent"), s_.get("tuned"),
+                        s_.get("forgetting")] for s_ in retention.get("sets") or [] if isinstance(s_, Mapping)])
     else:
         _missing(doc, run, "evaluate", "eval/comparison.json")
-    eval_png = ws / "eval" / "eval.png"
-    if eval_png.is_file():
-        doc.image(eval_png, "evaluation scores", "eval/eval.png")
 
     doc.h("Training")
     loss_png = ws / "train" / "loss.png"
-    if loss_png.is_file():
-        doc.image(loss_png, "training loss curve", "train/loss.png")
     if isinstance(metrics, Mapping):
         doc.p(", ".join(f"{k.replace('_', ' ')} {_fmt(metrics[k])}" for k in
                         ("first_loss", "final_loss", "min_loss", "steps", "samples", "wall_time_s") if k in metrics))

@@ -184,14 +184,15 @@ def test_pod_rule_renders_every_parameter_set_and_validates_the_merged_pod(new: 
 
 
 def test_pod_rule_uses_the_gpu_0_1_8_and_workers_1_4_matrix_and_the_laptop_set(new: dict) -> None:
-    from workflows.paramfile import LAPTOP, load_parameter_file
+    from workflows.paramfile import EXAMPLES_DIR, LAPTOP, load_parameter_file
 
     sets = lint.parameter_sets(new)
-    assert len(sets) == 21 and {s["phase_02_train_man_train_gpu"] for s in sets[:18]} == {"0", "1", "8"}
+    assert len(sets) == 22 and {s["phase_02_train_man_train_gpu"] for s in sets[:18]} == {"0", "1", "8"}
     assert {s["phase_02_train_man_train_workers"] for s in sets[:18]} == {"1", "4"}
     assert sets[18] == load_parameter_file(LAPTOP)  # the documented laptop cluster set, every value of it
+    assert sets[19] == load_parameter_file(EXAMPLES_DIR / "loop-params.yaml")  # make loop's set (pvc:// lineage)
     # then the pod-shaping sets, restricted to what the template declares (the minimal one: CPU, workers, procs)
-    assert sets[19] == {"phase_02_train_opt_cpu": "500m"}
+    assert sets[20] == {"phase_02_train_opt_cpu": "500m"}
 
 
 def test_pod_rule_validates_the_pvc_manifest(new: dict) -> None:

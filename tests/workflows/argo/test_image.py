@@ -76,7 +76,7 @@ def test_kustomize_images_override_reaches_every_step_and_the_trainjob(tmp_path:
     docs = goyaml.load_all(out.stdout)
     wt = next(d for d in docs if d["kind"] == "WorkflowTemplate")
     images = [t["script"]["image"] for t in wt["spec"]["templates"] if "script" in t]
-    assert len(images) == 10 and set(images) == {"registry.example.com/team/osft:2.0"}
+    assert len(images) == 12 and set(images) == {"registry.example.com/team/osft:2.0"}
     tasks = next(t for t in wt["spec"]["templates"] if t["name"] == "pipeline")["dag"]["tasks"]
     args = {p["name"]: p["value"] for t in tasks if t["name"] == "train-trainjob" for p in t["arguments"]["parameters"]}
     assert args["image"] == "registry.example.com/team/osft:2.0"

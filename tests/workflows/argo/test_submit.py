@@ -96,13 +96,18 @@ def test_cli_uses_argo_env_vars_and_wait_exit_code(monkeypatch: pytest.MonkeyPat
 def test_cron_install_update_suspend_resume(stub: ArgoStub) -> None:
     t = _target(stub)
     submit_from_template(t, {DATA: "/d.jsonl"}, install=True)
-    install_cron(t, {DATA: "s3://b/weekly.jsonl"}, schedule="0 4 * * 1", timezone="Europe/Berlin")
+    with pytest.raises(ParamError, match="continue_from='latest' needs a storage URI"):  # the cron's lineage
+        install_cron(t, {DATA: "s3://b/weekly.jsonl"})
+    storage = {"phase_04_registry_opt_storage_uri": "s3://models/osft"}
+    install_cron(t, {DATA: "s3://b/weekly.jsonl", **storage}, schedule="0 4 * * 1", timezone="Europe/Berlin")
     cron = stub.crons[("ml", CRON_NAME)]
     assert cron["spec"]["schedules"] == ["0 4 * * 1"] and cron["spec"]["timezone"] == "Europe/Berlin"
     assert cron["spec"].get("suspend") is False
     args = {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]}
-    assert args == {DATA: "s3://b/weekly.jsonl", "phase_04_registry_man_reg_version": "auto"}
-    install_cron(t, {DATA: "s3://b/v2.jsonl"})  # second install = GET + PUT with the resourceVersion
+    assert args == {DATA: "s3://b/weekly.jsonl", "phase_04_registry_man_reg_version": "auto", **storage,
+                    "phase_02_train_opt_continue_from": "latest", "phase_01_dataset_opt_since": "last"}
+    install_cron(t, {DATA: "s3://b/v2.jsonl", "phase_02_train_opt_continue_from": "",  # lineage off: no storage
+                     "phase_01_dataset_opt_since": ""})  # second install = GET + PUT with the resourceVersion
     assert [m for m, p, _ in stub.requests if p.startswith("/api/v1/cron-workflows")] == ["GET", "POST", "GET", "PUT"]
     assert set_cron_suspended(t, True) is True and stub.crons[("ml", CRON_NAME)]["spec"]["suspend"] is True
     res = CliRunner().invoke(app, ["cron", "resume", "--host", stub.url, "--token", stub.token, "-n", "ml"])
@@ -183,7 +188,8 @@ def test_the_full_template_installs_submits_and_gets_its_own_cron(stub: ArgoStub
     body = next(b for m, p, b in stub.requests if p == "/api/v1/workflows/ml/submit")
     assert body["resourceName"] == "osft-pipeline"
     assert "phase_03_eval_opt_gen_kwargs={\"max_gen_toks\": 64}" in body["submitOptions"]["parameters"]
-    install_cron(t, {DATA: "s3://b/weekly.jsonl", "phase_02_train_opt_unmask": "true"}, template="osft-pipeline")
+    install_cron(t, {DATA: "s3://b/weekly.jsonl", "phase_02_train_opt_unmask": "true",
+                     "phase_04_registry_opt_storage_uri": "s3://models/osft"}, template="osft-pipeline")
     cron = stub.crons[("ml", "osft-pipeline-retrain")]
     assert cron["spec"]["workflowSpec"]["workflowTemplateRef"] == {"name": "osft-pipeline"}
     res = CliRunner().invoke(app, ["cron", "suspend", "--template", "osft-pipeline", "--host", stub.url, "--token",

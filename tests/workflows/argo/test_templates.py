@@ -111,8 +111,8 @@ def test_core_objects_validate_with_kubernetes_validate_strict(wt: dict[str, Any
     docs = [d for f in ("rbac.yaml", "secrets.example.yaml") for d in comp.load_docs(comp.TEMPLATES_DIR / f)]
     core = lint.core_objects(wt)
     kinds = sorted(d["kind"] for d in core)
-    # the workspace PVC (create, keep/reown patches, delete) + 10 pods
-    assert kinds == ["PersistentVolumeClaim"] * 4 + ["Pod"] * 10
+    # the workspace PVC (create, keep/reown patches, delete) + 12 pods (lineage and lineage-pvc among them)
+    assert kinds == ["PersistentVolumeClaim"] * 4 + ["Pod"] * 12
     assert lint.k8s_errors(docs + core) == []
     bad = copy.deepcopy(next(d for d in core if d["kind"] == "PersistentVolumeClaim" and "spec" in d))
     bad["spec"]["storageClass"] = "nfs"
@@ -205,26 +205,42 @@ def test_arguments_carry_values_from_params_with_bool_enums(template: str) -> No
         assert args[p.name]["value"] == ("" if p.required else to_text(p.default_for(template)))
         assert "default" not in args[p.name]
         assert (args[p.name].get("enum") == ["true", "false"]) is (p.type is bool)
-    assert len(args) == {MINIMAL: 37, FULL: len(PARAMS)}[template]
+    assert len(args) == {MINIMAL: 40, FULL: len(PARAMS)}[template]
 
 
 def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
     tasks = _tasks(wt)
-    assert list(tasks) == ["workspace-pvc", "workspace-bound", "preflight", "dataset", "train", "train-trainjob",
-                           "evaluate", "publish", "publish-pvc", "keep-workspace", "register"]
+    assert list(tasks) == ["workspace-pvc", "workspace-bound", "preflight", "lineage", "lineage-pvc", "dataset",
+                           "train", "train-trainjob", "evaluate", "publish", "publish-pvc", "keep-workspace",
+                           "register"]
     assert "depends" not in tasks["workspace-pvc"] and tasks["workspace-bound"]["depends"] == "workspace-pvc"
     assert tasks["preflight"]["depends"] == "workspace-bound"  # no pod mounts the volume before it is bound
-    assert tasks["dataset"]["depends"] == "preflight"
+    assert tasks["lineage"]["depends"] == tasks["lineage-pvc"]["depends"] == "preflight"
+    assert tasks["dataset"]["depends"] == "lineage && lineage-pvc"  # skipped (no continue_from) counts as done
     assert tasks["train"]["depends"] == tasks["train-trainjob"]["depends"] == "dataset"
     assert tasks["evaluate"]["depends"] == "train && train-trainjob"
     assert tasks["publish"]["depends"] == tasks["publish-pvc"]["depends"] == tasks["keep-workspace"]["depends"] == \
         "evaluate"
     assert tasks["register"]["depends"] == "publish && publish-pvc && keep-workspace"
-    assert tasks["publish"]["when"] == "'{{tasks.preflight.outputs.parameters.publish_mode}}' == 's3'"
-    assert tasks["publish-pvc"]["when"] == "'{{tasks.preflight.outputs.parameters.publish_mode}}' == 'pvc'"
-    assert tasks["train"]["when"] == "'{{tasks.preflight.outputs.parameters.train_mode}}' == 'single'"
-    assert tasks["train-trainjob"]["when"] == "'{{tasks.preflight.outputs.parameters.train_mode}}' == 'trainjob'"
-    assert tasks["register"]["when"] == "'{{workflow.parameters.phase_04_registry_man_address}}' != ''"
+    learn = "'{{tasks.dataset.outputs.parameters.data_status}}' != 'nothing-new'"  # since=last found nothing new
+    continuing = "'{{workflow.parameters.phase_02_train_opt_continue_from}}' != ''"
+    assert tasks["lineage"]["when"] == \
+        f"{continuing} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 's3'"
+    assert tasks["lineage-pvc"]["when"] == \
+        f"{continuing} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 'pvc'"
+    assert tasks["publish"]["when"] == \
+        f"{learn} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 's3'"
+    assert tasks["publish-pvc"]["when"] == \
+        f"{learn} && '{{{{tasks.preflight.outputs.parameters.publish_mode}}}}' == 'pvc'"
+    assert tasks["train"]["when"] == \
+        f"{learn} && '{{{{tasks.preflight.outputs.parameters.train_mode}}}}' == 'single'"
+    assert tasks["train-trainjob"]["when"] == \
+        f"{learn} && '{{{{tasks.preflight.outputs.parameters.train_mode}}}}' == 'trainjob'"
+    assert tasks["evaluate"]["when"] == learn
+    assert tasks["register"]["when"] == \
+        f"{learn} && '{{{{workflow.parameters.phase_04_registry_man_address}}}}' != ''"
+    status = {p["name"]: p for p in _tmpl(wt, "dataset")["outputs"]["parameters"]}["data_status"]
+    assert status["valueFrom"] == {"path": "/workspace/dataset/status.txt", "default": "new"}
     assert wt["spec"]["onExit"] == "exit-handler"
     exit_args = {p["name"]: p["value"] for p in _tasks(wt, "exit-handler")["record-status"]["arguments"]["parameters"]}
     assert exit_args["status"] == "{{workflow.status}}"
@@ -235,7 +251,7 @@ def test_dag_order_conditions_and_outputs(wt: dict[str, Any]) -> None:
             "'{{workflow.parameters.phase_04_registry_opt_storage_uri}}' == ''")
     assert delete["depends"] == "record-status" and delete["when"] == f"'{{{{workflow.status}}}}' == 'Succeeded' && " \
         f"!({keep})"
-    assert tasks["keep-workspace"]["when"] == keep
+    assert tasks["keep-workspace"]["when"] == f"{learn} && {keep}"
     reown = _tasks(wt, "exit-handler")["reown-workspace"]
     assert reown["dependencies"] == ["record-status"] and reown["continueOn"] == {"failed": True}
 
@@ -261,6 +277,7 @@ def test_runner_templates_call_the_step_functions(wt: dict[str, Any]) -> None:
         "train": "steps.train:train_model", "train-trainjob": "steps.train.trainjob_launch:launch_trainjob",
         "evaluate": "steps.evaluate:evaluate_model", "register": "steps.register:register_model",
         "publish": "steps.publish:publish_model", "publish-pvc": "steps.publish:publish_model",
+        "lineage": "steps.lineage:fetch_lineage", "lineage-pvc": "steps.lineage:fetch_lineage",
         "record-status": "steps.finish:record_status", "workspace-bound": "steps.volume:wait_for_workspace",
     }
     for t in wt["spec"]["templates"]:
