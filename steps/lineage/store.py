@@ -15,7 +15,6 @@ accepted as its child: the second write is refused (:class:`LineageConflict`).
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.publish.files import json_object as _doc
 
 POINTER = "latest.json"
 LEDGER = "ledger.json"
@@ -210,16 +210,6 @@ def open_lineage(storage_uri: str, name: str, models_mount: str = "/models", cli
         raise StepError(f"the models volume (claim {target.root}) is not mounted at {mount}: the lineage of a "
                         "pvc:// storage URI is read where that claim is mounted (the lineage-pvc task)")
     return FolderLineage(mount / base, f"{storage_uri.strip().rstrip('/')}/{name_segment(name)}")
-
-
-def _doc(data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
 
 
 def _read_file(path: Path) -> bytes | None:

@@ -68,15 +68,21 @@ def manifest(files: list[ModelFile], meta: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=2) + "\n").encode("utf-8")
 
 
-def read_manifest(data: bytes | None) -> dict[str, Any] | None:
-    """A stored manifest, or None when there is none or it is not ours."""
+def json_object(data: bytes | None) -> dict[str, Any] | None:
+    """A stored JSON object, or None when there is none or it is not a JSON object."""
     if data is None:
         return None
     try:
         doc = json.loads(data)
     except ValueError:
         return None
-    return doc if isinstance(doc, dict) and doc.get("format") == MANIFEST_FORMAT else None
+    return doc if isinstance(doc, dict) else None
+
+
+def read_manifest(data: bytes | None) -> dict[str, Any] | None:
+    """A stored manifest, or None when there is none or it is not ours."""
+    doc = json_object(data)
+    return doc if doc and doc.get("format") == MANIFEST_FORMAT else None
 
 
 def same_files(doc: dict[str, Any] | None, files: list[ModelFile]) -> bool:
