@@ -87,6 +87,26 @@ def _hf_rows(src: HfSource, token: str | None):  # noqa: ANN202
     yield from splits[chosen]
 
 
+def _listing(src: Source, ws: Workspace) -> tuple[list[Any], list[Mark], Any]:
+    """A folder's/prefix's files (paths or S3 keys) with their (time, name) marks, listed, not opened; and the S3
+    client that listed them (None for files)."""
+    if isinstance(src, PvcSource | LocalSource):
+        paths = local_files(src, ws.root)
+        base = paths[0].parent if len(paths) == 1 else _common(paths)
+        return paths, [Mark(p.stat().st_mtime_ns, p.relative_to(base).as_posix()) for p in paths], None
+    if isinstance(src, S3Source):
+        client, keys = s3_listing(src)
+        return keys, [Mark(k.modified_ns, k.key) for k in keys], client
+    raise AssertionError(src)
+
+
+def anything_new(data_uri: str, workspace: str, since: Mark | None) -> bool:
+    """Whether the folder, file or s3:// prefix at ``data_uri`` holds a file newer than ``since`` (a listing only;
+    the lineage task asks before it downloads the parent's weights)."""
+    _, marks, _ = _listing(parse_source(data_uri), Workspace.at(workspace))
+    return any(is_new(m, since) for m in marks)
+
+
 def _inputs(src: Source, ws: Workspace, since: Mark | None = None, incremental: bool = False
             ) -> tuple[list[_Input], Mark | None, int]:
     """The source's files (or remote objects), listed and checked now, opened later one at a time.
@@ -97,20 +117,13 @@ def _inputs(src: Source, ws: Workspace, since: Mark | None = None, incremental: 
         return [_Input(f"hf://{src.repo}", fmt="hub")], None, 0
     if isinstance(src, HttpSource):
         return [_Input(f.name, f) for f in [remote_file(http_object(src))]], None, 0
-    if isinstance(src, PvcSource | LocalSource):
-        paths = local_files(src, ws.root)
-        base = paths[0].parent if len(paths) == 1 else _common(paths)
-        marks = [Mark(p.stat().st_mtime_ns, p.relative_to(base).as_posix()) for p in paths]
-        keep = [p for p, m in zip(paths, marks, strict=True) if not incremental or is_new(m, since)]
-        files = [local_file(p) for p in keep]
-        return [_Input(f.name, f) for f in files], newest(marks), len(paths) - len(keep)
+    items, marks, client = _listing(src, ws)
+    keep = [x for x, m in zip(items, marks, strict=True) if not incremental or is_new(m, since)]
     if isinstance(src, S3Source):
-        client, keys = s3_listing(src)
-        marks = [Mark(k.modified_ns, k.key) for k in keys]
-        chosen = [k for k, m in zip(keys, marks, strict=True) if not incremental or is_new(m, since)]
-        files = [remote_file(obj) for obj in s3_objects(src, chosen, client)] if chosen else []
-        return [_Input(f.name, f) for f in files], newest(marks), len(keys) - len(chosen)
-    raise AssertionError(src)
+        files = [remote_file(obj) for obj in s3_objects(src, keep, client)] if keep else []
+    else:
+        files = [local_file(p) for p in keep]
+    return [_Input(f.name, f) for f in files], newest(marks), len(items) - len(keep)
 
 
 def _common(paths: list) -> Any:  # noqa: ANN401 - a Path
@@ -155,15 +168,17 @@ def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: in
                 close()
 
 
-def _parent_watermark(ws: Workspace) -> Mark | None:
-    """The parent version's data watermark (None on the first run of a lineage: everything is new)."""
+def _parent_watermark(ws: Workspace) -> tuple[Mark | None, bool]:
+    """The parent version's data watermark (None on the first run of a lineage: everything is new), and whether
+    the lineage step already found nothing new (then it fetched no weights, and this step keeps to that answer
+    even if a file has arrived since: the next run learns it)."""
     from steps.lineage import read_parent
 
     parent = read_parent(ws)
     if parent is None:
         raise StepError("since=last but lineage/parent.json is missing: it needs continue_from (the lineage step "
                         "records the parent's watermark)")
-    return from_doc(parent.get("watermark"))
+    return from_doc(parent.get("watermark")), parent.get("nothing_new") is True
 
 
 def _show_mark(mark: Mark | None) -> str:
@@ -225,7 +240,7 @@ def prepare_dataset(
         since = (since or "").strip()
         if since not in ("", "last"):
             raise StepError(f"since={since!r}: must be '' (all the data) or 'last'")
-        watermark = _parent_watermark(ws) if since == "last" else None
+        watermark, settled = _parent_watermark(ws) if since == "last" else (None, False)
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
@@ -236,6 +251,10 @@ def prepare_dataset(
     ws.dataset_dir.mkdir(parents=True, exist_ok=True)
     try:
         inputs, mark, old = _inputs(src, ws, watermark, since == "last")
+        if settled and inputs:
+            ws.log(STEP, f"since=last: {len(inputs)} file(s) arrived after the lineage step found nothing new; the "
+                         "next run learns them")
+            old, inputs, mark = old + len(inputs), [], watermark
         if since == "last":
             ws.log(STEP, f"since=last: {len(inputs)} file(s) newer than the parent's watermark "
                          f"{_show_mark(watermark)}, {old} already learned")

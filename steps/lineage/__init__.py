@@ -6,7 +6,9 @@ continues from (``latest`` = the newest accepted one, or an explicit version; no
 the latest pointer as read (for the conditional write at the end), the parent's data watermark (the dataset
 step's ``since=last``), and every ancestor's held-out split (downloaded to ``lineage/heldout/``, scored again by
 the evaluate step). The parent's published weights are downloaded once, to ``lineage/parent/<version>/`` (files
-already there with the same sha256 are not fetched again); the train step trains from that folder.
+already there with the same sha256 are not fetched again); the train step trains from that folder. With
+``since=last`` the data is listed first: when nothing is newer than the parent's watermark, no weights are
+downloaded (``nothing_new`` in parent.json) and the dataset step ends the run as nothing new to learn.
 
 :func:`accept_version` (called by the publish step, after the model is published) writes the new version's
 held-out split and ledger and moves the latest pointer by a conditional write; :class:`store.LineageConflict`
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.common.secrets import redact_uri
 from steps.common.workspace import Workspace, write_json
 from steps.lineage.store import (
     HELDOUT,
@@ -92,7 +95,8 @@ def parent_model_dir(ws: Workspace, continue_from: str) -> Path | None:
 
 
 def fetch_lineage(workspace: str, storage_uri: str, name: str = "osft-model", continue_from: str = LATEST,
-                  models_mount: str = "/models", models_claim: str = "") -> dict[str, Any]:
+                  models_mount: str = "/models", models_claim: str = "", data_uri: str = "",
+                  since: str = "") -> dict[str, Any]:
     """Find the version this run continues from and bring what it needs onto the workspace.
 
     Args:
@@ -102,6 +106,9 @@ def fetch_lineage(workspace: str, storage_uri: str, name: str = "osft-model", co
         continue_from: 'latest' (the newest accepted version; none on the first run) or an explicit version.
         models_mount: Where a pvc:// claim is mounted in this pod (the lineage-pvc template: /models).
         models_claim: The claim mounted there (checked against the URI's); '' = not checked.
+        data_uri: The run's data (with ``since='last'``: listed first; when no file is newer than the parent's
+            watermark, the parent's weights are not downloaded and the dataset step ends the run as nothing new).
+        since: '' or 'last' (the dataset step's setting).
 
     Returns:
         parent version ('' on the first run), model_dir, the number of held-out sets, what was downloaded.
@@ -118,13 +125,15 @@ def fetch_lineage(workspace: str, storage_uri: str, name: str = "osft-model", co
         if target.scheme == "pvc" and models_claim and models_claim != target.root:
             raise StepError(f"storage_uri names claim {target.root!r} but {models_claim!r} is mounted at "
                             f"{models_mount}")
-        return _fetch(ws, storage_uri.strip(), name.strip(), continue_from.strip(), models_mount)
+        return _fetch(ws, storage_uri.strip(), name.strip(), continue_from.strip(), models_mount,
+                      data_uri.strip() if since.strip() == SINCE_LAST else "")
     except StepError as exc:
         ws.log(STEP, f"error: {exc}")
         raise
 
 
-def _fetch(ws: Workspace, storage_uri: str, name: str, continue_from: str, mount: str) -> dict[str, Any]:
+def _fetch(ws: Workspace, storage_uri: str, name: str, continue_from: str, mount: str, new_data_in: str = ""
+           ) -> dict[str, Any]:
     started = time.monotonic()
     store = open_lineage(storage_uri, name, mount)
     pointer = store.pointer()
@@ -156,6 +165,14 @@ def _fetch(ws: Workspace, storage_uri: str, name: str, continue_from: str, mount
                           "rows": sum(1 for line in data.splitlines() if line.strip()),
                           "own_loss": own.get("loss") if isinstance(own, dict) else None,
                           "scores": doc.get("scores") or {}})
+    record.update({"model_uri": ledger.get("model_uri", ""), "watermark": ledger.get("watermark"), "chain": chain,
+                   "ancestors": ancestors, "parent_ledger": ledger})
+    if new_data_in and not _anything_new(new_data_in, ws, ledger.get("watermark")):
+        ws.log(STEP, f"continuing from version {version}: no file under {redact_uri(new_data_in)} is newer than its "
+                     "data watermark, so its weights are not downloaded (nothing new to learn)")
+        record.update({"nothing_new": True, "seconds": round(time.monotonic() - started, 2)})
+        write_json(ws.root / PARENT_JSON, record)
+        return {"parent": version, "model_dir": "", "heldout_sets": len(ancestors), "fetched": 0}
     dest = ws.root / "lineage" / "parent" / version
     how = "the latest accepted" if continue_from == LATEST else "as asked"
     ws.log(STEP, f"continuing from version {version} ({how}; chain {' -> '.join(chain)}): fetching its published "
@@ -163,12 +180,18 @@ def _fetch(ws: Workspace, storage_uri: str, name: str, continue_from: str, mount
     fetched = store.fetch_model(version, dest)
     ws.log(STEP, f"parent weights: {len(fetched['fetched'])} file(s) fetched ({fetched['bytes'] / 1e6:.1f} MB), "
                  f"{len(fetched['skipped'])} already on the workspace; {len(ancestors)} held-out set(s) to re-score")
-    record.update({"model_dir": dest.relative_to(ws.root).as_posix(), "model_uri": ledger.get("model_uri", ""),
-                   "watermark": ledger.get("watermark"), "chain": chain, "ancestors": ancestors,
-                   "fetched": fetched, "parent_ledger": ledger, "seconds": round(time.monotonic() - started, 2)})
+    record.update({"model_dir": dest.relative_to(ws.root).as_posix(), "fetched": fetched,
+                   "seconds": round(time.monotonic() - started, 2)})
     write_json(ws.root / PARENT_JSON, record)
     return {"parent": version, "model_dir": str(dest), "heldout_sets": len(ancestors),
             "fetched": len(fetched["fetched"])}
+
+
+def _anything_new(data_uri: str, ws: Workspace, watermark: Any) -> bool:
+    from steps.dataset import anything_new
+    from steps.dataset.since import from_doc
+
+    return anything_new(data_uri, str(ws.root), from_doc(watermark))
 
 
 def _ledger(store: Any, version: str) -> dict[str, Any]:

@@ -434,14 +434,15 @@ def build_template(image: str = IMAGE, artifacts: bool = False, template: str = 
             **limits("publish-pvc"),
         )
         # The lineage (continue_from): read next to the published models, so s3:// or the pvc:// models claim,
-        # mounted only by lineage-pvc (as publish-pvc), which runs only when the storage URI is pvc://
+        # mounted only by lineage-pvc (as publish-pvc), which runs only when the storage URI is pvc://; both list
+        # s3:// data for since=last (the s3-secret's keys, optional)
         lineage_common = {**common, "env": base_env + secret_env("s3-secret"),
                           "resources": _resources("1", "1Gi", "4Gi"),
                           "retry_strategy": _retry(DEADLINES["lineage"][1], "30s")}  # files already fetched are kept
         t_lineage = Script(name="lineage", source=fetch_lineage, **lineage_common, **limits("lineage"))
         t_lineage_pvc = Script(
             name="lineage-pvc", source=fetch_lineage,
-            **{**lineage_common, "env": base_env,
+            **{**lineage_common,
                "volume_mounts": [ws_mount, m.VolumeMount(name="models", mount_path=DEFAULT_MOUNT, read_only=True)]},
             volumes=[m.Volume(name="models", persistent_volume_claim=m.PersistentVolumeClaimVolumeSource(
                 claim_name="{{inputs.parameters.models_claim}}", read_only=True))],

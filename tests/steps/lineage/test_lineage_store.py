@@ -2,6 +2,7 @@
 children, the gate, and the registry properties an accepted version carries."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -142,3 +143,40 @@ def test_an_explicit_version_and_a_missing_one(tmp_path: Path, storage: tuple[st
     assert out["parent"] == "1.0.0" and out["heldout_sets"] == 1
     with pytest.raises(StepError, match="version '9.9.9' has no ledger"):
         fetch_lineage(str(tmp_path / "ws4"), storage[0], NAME, "9.9.9", models_mount=storage[1])
+
+
+def test_nothing_new_downloads_no_weights(tmp_path: Path, storage: tuple[str, str]) -> None:
+    """With since=last the lineage step lists the data first: nothing newer than the parent's watermark means the
+    parent's weights are not downloaded, and the dataset step keeps to that answer even when a file arrives in
+    between (the next run learns it); a new file means the weights are fetched."""
+    from steps.dataset import prepare_dataset
+    from steps.dataset.since import Mark
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
+                                                           {"role": "assistant", "content": "a"}]}) + "\n")
+    os.utime(data / "a.jsonl", ns=(10**18, 10**18))
+    ws1 = _prepare(tmp_path / "ws1", 1, storage)
+    summary = json.loads(ws1.dataset_summary.read_text())
+    summary["watermark"] = Mark(10**18, "a.jsonl").doc()  # version 1.0.0 learned a.jsonl
+    ws1.dataset_summary.write_text(json.dumps(summary))
+    _publish(ws1, storage, "1.0.0")
+
+    ws2 = tmp_path / "ws2"
+    out = fetch_lineage(str(ws2), storage[0], NAME, "latest", models_mount=storage[1], data_uri=str(data),
+                        since="last")
+    parent = read_parent(Workspace.at(ws2))
+    assert out == {"parent": "1.0.0", "model_dir": "", "heldout_sets": 1, "fetched": 0}
+    assert parent["nothing_new"] is True and not (ws2 / "lineage" / "parent").exists()
+    assert "its weights are not downloaded (nothing new to learn)" in (ws2 / "pipeline_log.txt").read_text()
+    (data / "b.jsonl").write_text((data / "a.jsonl").read_text())  # arrives after the lineage step
+    os.utime(data / "b.jsonl", ns=(10**18 + 1, 10**18 + 1))
+    done = prepare_dataset(str(data), str(ws2), since="last")
+    assert done["status"] == "nothing-new" and not (ws2 / "dataset" / "train.jsonl").exists()
+
+    ws3 = tmp_path / "ws3"  # the next run sees b.jsonl: weights fetched, the dataset takes b only
+    out = fetch_lineage(str(ws3), storage[0], NAME, "latest", models_mount=storage[1], data_uri=str(data),
+                        since="last")
+    assert out["fetched"] >= 3 and read_parent(Workspace.at(ws3)).get("nothing_new") is None
+    assert prepare_dataset(str(data), str(ws3), since="last", split=1.0)["train_rows"] == 1
