@@ -133,10 +133,11 @@ def lineage_report(store: Path, out: Path, runs: list[dict[str, Any]] | None = N
         verdict = (f"{len(ledgers)} accepted versions, backward transfer {_f(bwt, True)} (held-out loss; < 0 = "
                    "some forgetting, within each run's max_forgetting gate)")
     width = max([len(s) for s in shown["versions"]] + [8])
+    col = max([len(s) for s in shown["sets"]] + [8])  # a column as wide as its longest set name
     lines = [verdict, "", "retention matrix: held-out loss (nats/token, lower is better); rows = accepted versions, "
-             "columns = held-out sets", " " * width + "".join(f"  {s[:14]:>14}" for s in shown["sets"])]
+             "columns = held-out sets", " " * width + "".join(f"  {s:>{col}}" for s in shown["sets"])]
     for label, row in zip(shown["versions"], matrix["values"], strict=True):
-        lines.append(f"{label:<{width}}" + "".join(f"  {_f(v):>14}" for v in row))
+        lines.append(f"{label:<{width}}" + "".join(f"  {_f(v):>{col}}" for v in row))
     lines.append(f"backward transfer: {_f(bwt, True)}; largest forgetting in any run: {_f(worst, True)}")
     text = "\n".join(lines)
     out.parent.mkdir(parents=True, exist_ok=True)
