@@ -108,15 +108,10 @@ def test_the_s3_lineage_task_on_an_s3_prefix(tmp_path: Path, tiny_model: Path) -
     the store with the s3-secret's keys; the next run finds nothing new on the unchanged prefix before it downloads
     the accepted version's weights (fetching them from S3: tests/steps/lineage/)."""
     import boto3
-    import requests
-    from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+    from tests.moto_s3 import moto_server
+
+    with moto_server(reset=True) as endpoint:
         env = {"AWS_ACCESS_KEY_ID": "AKIALINEAGE0001", "AWS_SECRET_ACCESS_KEY": "lineage-secret-0002",
                "AWS_ENDPOINT_URL": endpoint}
         s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k",
@@ -146,5 +141,4 @@ def test_the_s3_lineage_task_on_an_s3_prefix(tmp_path: Path, tiny_model: Path) -
         assert not (tmp_path / "ws2" / "lineage" / "parent").exists()  # so no weights were downloaded
         log = (tmp_path / "ws2" / "pipeline_log.txt").read_text()
         assert "lineage-secret-0002" not in log and "nothing new to learn" in log
-    finally:
-        server.stop()
+

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,26 +260,22 @@ def test_the_script_runs_end_to_end_against_stand_ins(tmp_path: Path, tiny_model
     are the ones a real cluster would get, in order; the on_cluster test's own code (upload, submit, wait, read the
     Workflow, the report, the checks) works end to end on exactly the shared parameter set; the script tears
     everything down. Only the Hub model is replaced by a tiny one on disk."""
-    from moto.server import ThreadedMotoServer
-
     from tests.e2e_checks import MODEL, e2e_parameters
     from tests.local_argo import LocalArgo
+    from tests.moto_s3 import moto_server
     from workflows.argo.submit import checked_overrides
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, s3_port = moto.get_host_and_port()
-    requests.post(f"http://{host}:{s3_port}/moto-api/reset", timeout=10)  # moto's state is per process
     keys = {"AWS_ACCESS_KEY_ID": "rehearsal-access-0002", "AWS_SECRET_ACCESS_KEY": "rehearsal-secret-0002"}
-    argo = LocalArgo(tmp_path / "runs", env={**keys, "AWS_ENDPOINT_URL": f"http://{host}:{s3_port}",
-                                             "AWS_DEFAULT_REGION": "us-east-1"}, substitute={MODEL: str(tiny_model)})
-    env, log = _fake_tools(tmp_path, FAKE_TOKEN=argo.token, FAKE_ARGO_PORT=argo.url.rsplit(":", 1)[1],
-                           FAKE_S3_PORT=str(s3_port), E2E_TIMEOUT="1200")
-    try:
-        proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, env=env, timeout=1500)
-    finally:
-        argo.close()
-        moto.stop()
+    with moto_server(reset=True) as endpoint:
+        argo = LocalArgo(tmp_path / "runs", substitute={MODEL: str(tiny_model)},
+                         env={**keys, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1"})
+        env, log = _fake_tools(tmp_path, FAKE_TOKEN=argo.token, FAKE_ARGO_PORT=argo.url.rsplit(":", 1)[1],
+                               FAKE_S3_PORT=endpoint.rsplit(":", 1)[1], E2E_TIMEOUT="1200")
+        try:
+            proc = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, capture_output=True, text=True, env=env,
+                                  timeout=1500)
+        finally:
+            argo.close()
     (tmp_path / "stdout.txt").write_text(proc.stdout)  # what a user sees, kept for a look
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
     assert not argo.invalid

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
 from steps.common.secrets import SECRET_ENV_VARS
 from tests.argo_nodes import workflow_from_run
@@ -28,6 +27,7 @@ from tests.e2e_checks import (
     local_view,
     s3_published,
 )
+from tests.moto_s3 import moto_server
 from tests.registry_server import RegistryServer
 from tests.tiny_assets import chat_rows, write_jsonl
 from workflows.paramfile import LAPTOP, load_parameter_file
@@ -102,14 +102,8 @@ def _files(ws: Path, parts: tuple[str, ...]) -> set[str]:
 
 @pytest.fixture(scope="module")
 def moto_endpoint():  # noqa: ANN201
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    requests.post(f"http://{host}:{port}/moto-api/reset", timeout=10)  # moto's state is per process, not per server
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server(reset=True) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from steps.common.errors import StepError
 from steps.dataset import prepare_dataset
+from tests.moto_s3 import moto_server
 from tests.tiny_assets import chat_rows, write_jsonl
 from workflows.cli import app
 
@@ -208,13 +209,8 @@ def test_http_credentials_never_reach_logs_or_summary(http_root: tuple[str, Path
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture()

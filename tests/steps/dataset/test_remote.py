@@ -14,6 +14,7 @@ import pytest
 
 from steps.common.errors import StepError
 from steps.dataset import prepare_dataset, remote
+from tests.moto_s3 import moto_server
 from tests.steps.dataset.servers import CuttingProxy, RangeServer
 from tests.tiny_assets import chat_rows
 
@@ -225,13 +226,8 @@ def test_http_404_is_one_clear_line(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from steps.common.workspace import Workspace
+from tests.moto_s3 import moto_server
 
 BUCKET = "models"
 KEY_ID, SECRET = "AKIAPUBLISHTEST01", "publish-secret-value-77"
@@ -15,13 +16,8 @@ KEY_ID, SECRET = "AKIAPUBLISHTEST01", "publish-secret-value-77"
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture()
