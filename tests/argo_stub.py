@@ -9,11 +9,10 @@ Argo's JSON schema, and submitted parameters against the stored template (names 
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.json_http import JsonHandler
+from tests.json_http import JsonHandler, LoopbackServer
 from workflows.argo.lint import request_errors, schema_errors
 
 ROUTES = [
@@ -44,7 +43,7 @@ class HttpError(Exception):
         self.status = status
 
 
-class ArgoStub:
+class ArgoStub(LoopbackServer):
     """State plus behaviour; ``requests`` records (method, path, body) of every call."""
 
     def __init__(self, token: str = "s3cr3t-token", final_phase: str = "Succeeded", polls_to_finish: int = 2,
@@ -61,13 +60,7 @@ class ArgoStub:
         self.requests: list[tuple[str, str, Any]] = []
         self.invalid: list[str] = []
         self._rv = 0
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(self._handler())
 
     def _next_rv(self) -> str:
         self._rv += 1

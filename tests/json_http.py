@@ -1,7 +1,9 @@
-"""A quiet JSON request handler base shared by the test servers (Argo stub, Kubernetes API stub)."""
+"""A quiet JSON request handler and a loopback server base shared by the test servers (Argo stub, Kubernetes API
+stub)."""
 
 import json
-from http.server import BaseHTTPRequestHandler
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
@@ -18,3 +20,16 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+class LoopbackServer:
+    """Serves ``handler`` on 127.0.0.1 (a free port) in a daemon thread; ``url`` is its address."""
+
+    def serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -10,13 +10,11 @@ unknown fields fail; kubernetes-validate's 1.35 schemas, meta kinds included); a
 
 import json
 import re
-import threading
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.json_http import JsonHandler
+from tests.json_http import JsonHandler, LoopbackServer
 
 K8S_VERSION = "1.35.0"
 
@@ -62,7 +60,7 @@ def node(name: str, cpu: str = "4", memory: str = "16Gi", gpus: int = 0) -> dict
             "spec": {}, "status": {"allocatable": alloc, "capacity": alloc}}
 
 
-class KubeStub:
+class KubeStub(LoopbackServer):
     """State plus routes. ``forbidden``: regexes of paths answered 403; ``denied``: (verb, resource) pairs a
     (Self)SubjectAccessReview answers not allowed."""
 
@@ -82,13 +80,7 @@ class KubeStub:
         self.requests: list[tuple[str, str, Any]] = []
         self.invalid: list[str] = []
         self._rv = 10
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(self._handler())
 
     def kubeconfig(self, path: Path, namespace: str = "ml") -> Path:
         path.write_text(json.dumps({
