@@ -181,6 +181,7 @@ def main() -> None:  # noqa: C901 - one linear script
             ours: dict[str, list[Run]] = {k: [] for k in uris}
             floors: dict[str, list[Run]] = {"http": [], "s3": []}
             digests: dict[str, tuple[str, str]] = {}
+            waits: dict[str, list[dict[str, float]]] = {}  # how long validation waited, per run (summary.json)
             splits_bytes = 0
             base_runs: dict[str, list[Run]] = {"local file": [], "http": [], "s3": []}
             base_files = {"local file": (str(src), env), "http": (uris["http"], online), "s3": (presigned, online)}
@@ -193,6 +194,7 @@ def main() -> None:  # noqa: C901 - one linear script
                     ours[case].append(Run(step + ["--data-uri", uri, "--workspace", str(ws)], s3_env))
                     summ = _summary(ws)
                     digests[case] = (summ["train"]["sha256"], summ["eval"]["sha256"])
+                    waits.setdefault(case, []).append(summ.get("waits_s", {}))
                     splits_bytes = summ["train"]["bytes"] + summ["eval"]["bytes"]
                     shutil.rmtree(ws, ignore_errors=True)
                 if rnd < args.repeat:
@@ -258,6 +260,10 @@ def main() -> None:  # noqa: C901 - one linear script
             for case, runs in base.items():
                 print(f"  {'datasets, ' + case:<26} {med(runs):7.2f} {med(runs, 'cpu'):6.2f} {n / med(runs):>10,.0f} "
                       f"{max(r.rss for r in runs):11.0f} {max(r.written for r in runs) / 1e6:10.1f}")
+            for case, runs in waits.items():
+                parts = [f"{k.replace('_', ' ')} {statistics.median(r.get(k, 0.0) for r in runs):.2f} s"
+                         for k in ("first_byte", "network", "writing")]
+                print(f"  validation of ours, {case}, waited (median): {', '.join(parts)}")
             same_all = len(set(digests.values())) == 1
             print(f"  outputs of ours identical across local/http/s3: {same_all}")
             if n == max(int(s) for s in args.sizes.split(",")):

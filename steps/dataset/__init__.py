@@ -17,6 +17,7 @@ from typing import Any
 
 from steps.common.errors import StepError
 from steps.common.secrets import add_secret, redact_uri
+from steps.common.threads import quick_handoffs
 from steps.common.workspace import Workspace, atomic_outputs, remove_outputs, write_json
 from steps.dataset.chat_format import RowError, parse_batch
 from steps.dataset.readers import Batch, DataFile, batched, local_file, read_rows, remote_file
@@ -168,6 +169,14 @@ def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: in
                 close()
 
 
+def _waits(streams: list, writers: tuple[JsonlWriter, ...]) -> dict[str, float]:
+    """How long validation waited: for the first byte of each remote object, for more bytes from the network after
+    that, and on the writers (disk and hash); the figures to read when a dataset step is slower than expected."""
+    return {"first_byte": round(sum(st.first_byte_s or 0.0 for st in streams), 3),
+            "network": round(sum(st.stalled_s for st in streams), 3),
+            "writing": round(sum(w.stalled_s for w in writers), 3)}
+
+
 def _parent_watermark(ws: Workspace) -> tuple[Mark | None, bool]:
     """The parent version's data watermark (None on the first run of a lineage: everything is new), and whether
     the lineage step already found nothing new (then it fetched no weights, and this step keeps to that answer
@@ -264,15 +273,17 @@ def prepare_dataset(
             schemas: Counter[str] = Counter()
             outs = (JsonlWriter(train_tmp), JsonlWriter(eval_tmp))
             try:
-                router = SeededSplit(float(split), seed, *outs)
-                _stream_rows(inputs, src, token, subset, router, schemas, bool(processed_data))
-                n, n_eval = router.finish()
+                with quick_handoffs():  # the reader and the writers take the GIL back promptly (steps/common/threads)
+                    router = SeededSplit(float(split), seed, *outs)
+                    _stream_rows(inputs, src, token, subset, router, schemas, bool(processed_data))
+                    n, n_eval = router.finish()
             finally:
                 train_info, eval_info = (o.close() for o in outs)
             if n == 0:
                 raise StepError(f"{shown}: no rows found; the dataset is empty")
             ws.log(STEP, f"validated {n} rows ({', '.join(f'{k}: {v}' for k, v in schemas.items())})")
-            resumed = sum(i.file.stream.resumes for i in inputs if i.file is not None and i.file.stream is not None)
+            streams = [i.file.stream for i in inputs if i.file is not None and i.file.stream is not None]
+            resumed = sum(st.resumes for st in streams)
             if resumed:
                 ws.log(STEP, f"info: resumed {resumed} dropped connection(s) from the byte reached")
             summary = {
@@ -290,6 +301,7 @@ def prepare_dataset(
                 "eval": {"path": "dataset/eval.jsonl", **eval_info},
                 "eval_note": "split = 1.0: no eval split, eval.jsonl is empty" if n_eval == 0 else "",
                 "resumed_connections": resumed,
+                "waits_s": _waits(streams, outs),
                 "since": since, "since_watermark": watermark.doc() if watermark else None,
                 "watermark": mark.doc() if mark else None, "files_already_learned": old, "status": "new",
                 "wall_s": round(time.monotonic() - started, 3),

@@ -90,6 +90,9 @@ class ResumingStream(io.RawIOBase):
         self.pending = memoryview(b"")
         self.done = False
         self.resumes = 0  # connections resumed after a drop (for the summary and tests)
+        self.opened = time.perf_counter()
+        self.first_byte_s: float | None = None  # from opening to the first chunk handed over (for the summary)
+        self.stalled_s = 0.0  # time the reader waited for the network after the first chunk (for the summary)
         self.body: Body | None = None  # the open response, closed by close() to stop the thread
         self.thread = threading.Thread(target=self._pump, name=f"read-ahead {obj.name}", daemon=True)
         self.thread.start()
@@ -141,6 +144,17 @@ class ResumingStream(io.RawIOBase):
             if body is not None:
                 body.close()
 
+    def _next(self) -> bytes | BaseException | None:
+        """The next item of the queue, timing the wait (the first byte, then stalls on the network)."""
+        start = time.perf_counter()
+        item = self.queue.get()
+        now = time.perf_counter()
+        if self.first_byte_s is None:
+            self.first_byte_s = now - self.opened
+        else:
+            self.stalled_s += now - start
+        return item
+
     def readable(self) -> bool:
         return True
 
@@ -148,7 +162,7 @@ class ResumingStream(io.RawIOBase):
         while not len(self.pending):
             if self.done:
                 return 0
-            item = self.queue.get()
+            item = self._next()
             if item is None:
                 self.done = True
                 return 0
@@ -168,7 +182,7 @@ class ResumingStream(io.RawIOBase):
             return out
         if self.done:
             return b""
-        item = self.queue.get()
+        item = self._next()
         if item is None:
             self.done = True
             return b""

@@ -16,6 +16,7 @@ import itertools
 import math
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ class JsonlWriter:
         self.bytes = 0
         self.queue: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=3)
         self.error: BaseException | None = None
+        self.stalled_s = 0.0  # time the caller waited on a full queue (the disk or the hash behind), for the summary
         self.thread = threading.Thread(target=self._drain, daemon=True)
         self.thread.start()
 
@@ -65,7 +67,9 @@ class JsonlWriter:
         """Append ``lines`` (no newlines in them), one per line."""
         if lines:
             self.rows += len(lines)
+            start = time.perf_counter()
             self.queue.put(lines)
+            self.stalled_s += time.perf_counter() - start
 
     def close(self) -> dict[str, Any]:
         self.queue.put(None)

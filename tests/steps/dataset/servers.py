@@ -11,6 +11,7 @@ import re
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
@@ -23,8 +24,9 @@ class RangeServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, root: Path, port: int = 0, drops: list[int] | None = None, ranges: bool = True,
-                 stall_after: int | None = None) -> None:
+                 stall_after: int | None = None, body_delay_s: float = 0.0) -> None:
         self.root = Path(root)
+        self.body_delay_s = body_delay_s  # wait this long between the headers and the body (a slow first byte)
         self.drops = list(drops or [])
         self.stall_after = stall_after  # send this many body bytes, then hang (a stalled network)
         self.stalling = threading.Event()  # set once a response stalls
@@ -81,6 +83,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{end}/{st.st_size}")
         self.end_headers()
+        if self.server.body_delay_s:
+            self.wfile.flush()
+            time.sleep(self.server.body_delay_s)
         count = end - start + 1
         with open(path, "rb") as fh:
             drop = self.server.next_drop()

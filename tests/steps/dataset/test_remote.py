@@ -355,3 +355,50 @@ def test_s3_prefix_mixes_gzip_jsonl_and_parquet_read_by_ranges(s3, tmp_path: Pat
     # the footer first, then the messages column one row group at a time: never the whole file in one read
     assert ranges[0].endswith(f"-{size - 1}") and len(ranges) >= 9 and max(spans[1:]) < size / 8
     _only_outputs(ws, clean_tmp)
+
+
+# --- how long validation waited ---------------------------------------------------------------------------------
+
+
+def test_summary_says_how_long_validation_waited_for_the_network(reference: tuple[Path, dict[str, str]],
+                                                                   tmp_path: Path) -> None:
+    src, digests = reference
+    server = RangeServer(src.parent, body_delay_s=0.4).start()
+    ws = tmp_path / "ws"
+    prepare_dataset(f"{server.url}/chat.jsonl", str(ws), split=0.85, seed=5)
+    assert _digest(ws) == digests
+    waits = _summary(ws)["waits_s"]
+    assert 0.4 <= waits["first_byte"] < 10, waits  # the server held the body back 0.4 s
+    assert waits["network"] >= 0 and waits["writing"] >= 0
+    local = _summary(tmp_path / "ws-local")["waits_s"]
+    assert local["first_byte"] == 0 and local["network"] == 0, local  # a local file has no network to wait for
+
+
+def test_rows_stream_with_a_short_switch_interval_put_back_after(reference: tuple[Path, dict[str, str]],
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-ahead and writer threads take the GIL back within 0.5 ms while rows stream (not CPython's 5 ms,
+    which left validation waiting on them: steps/common/threads.py); the interval is put back, also on failure."""
+    import sys
+
+    import steps.dataset as dataset_step
+    from steps.common.threads import HANDOFF_S
+
+    src, _ = reference
+    seen: list[float] = []
+    stream_rows = dataset_step._stream_rows
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        seen.append(sys.getswitchinterval())
+        return stream_rows(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_step, "_stream_rows", spy)
+    before = sys.getswitchinterval()
+    server = RangeServer(src.parent).start()
+    prepare_dataset(f"{server.url}/chat.jsonl", str(tmp_path / "ws"), split=0.85, seed=5)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(StepError, match="no assistant turn"):
+        prepare_dataset(str(bad), str(tmp_path / "ws-bad"))
+    assert seen == [pytest.approx(min(before, HANDOFF_S), rel=0.05)] * 2
+    assert sys.getswitchinterval() == before
