@@ -5,7 +5,6 @@ Schemes: ``hf://org/name[:config]`` (and bare ``org/name``), ``s3://bucket/key-o
 ``file:///abs/path`` and absolute paths.
 """
 
-import contextlib
 import os
 import posixpath
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from steps.common.errors import StepError
+from steps.common.s3 import s3_client, s3_errors
 from steps.common.secrets import redact_uri
 from steps.dataset.remote import Body, RemoteObject, Transient, abort_response
 
@@ -312,32 +312,6 @@ class _Slice(_SkipBody):
         return data
 
 
-def s3_client():  # noqa: ANN201 - botocore client types are generated at run time
-    """An S3 client from the s3-secret env vars; custom endpoints (MinIO, Ceph) from AWS_ENDPOINT_URL[_S3].
-
-    Made with botocore itself: boto3's extras (s3transfer) are not used here and cost 0.15 s to import.
-    """
-    import botocore.session
-    from botocore.config import Config
-
-    key_id = os.environ.get("AWS_ACCESS_KEY_ID", "").strip()
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
-    if not key_id or not secret:
-        missing = [n for n, v in (("AWS_ACCESS_KEY_ID", key_id), ("AWS_SECRET_ACCESS_KEY", secret)) if not v]
-        raise StepError(
-            f"s3:// source needs credentials: {' and '.join(missing)} not set; create the s3-secret secret "
-            "with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-        )
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10, read_timeout=60,
-                    s3={"addressing_style": "path"} if endpoint else None)
-    return botocore.session.get_session().create_client(
-        "s3", aws_access_key_id=key_id, aws_secret_access_key=secret,
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None, endpoint_url=endpoint, region_name=region,
-        config=config)
-
-
 @dataclass(frozen=True)
 class _S3Key:
     key: str
@@ -365,34 +339,6 @@ def _s3_keys(client, src: S3Source) -> Iterator[_S3Key]:  # noqa: ANN001
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=src.bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             yield _S3Key(obj["Key"], obj["Size"], obj.get("ETag"), _ns(obj.get("LastModified")))
-
-
-_S3_HINTS = {
-    "NoSuchBucket": "the bucket does not exist",
-    "NoSuchKey": "the object is gone (deleted while it was read?)",
-    "AccessDenied": "access denied; check the keys in the s3-secret secret",
-    "InvalidAccessKeyId": "the access key is not known; check the s3-secret secret",
-    "SignatureDoesNotMatch": "the secret key is wrong; check the s3-secret secret",
-    "403": "access denied; check the keys in the s3-secret secret",
-    "PreconditionFailed": "the object changed while it was read; run again",
-    "412": "the object changed while it was read; run again",
-}
-
-
-@contextlib.contextmanager
-def s3_errors(shown: str) -> Iterator[None]:
-    """Turn botocore errors into one-line StepErrors that name the object and the fix."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
-
-    try:
-        yield
-    except EndpointConnectionError:
-        raise StepError(f"{shown}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL and the network") from None
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise StepError(f"{shown}: {_S3_HINTS.get(code, f'S3 error {code}')}") from None
-    except BotoCoreError as exc:
-        raise StepError(f"{shown}: S3 client error: {exc.__class__.__name__}") from None
 
 
 class _S3Body:
@@ -456,7 +402,7 @@ def _s3_object(client, bucket: str, item: _S3Key) -> RemoteObject:  # noqa: ANN0
 def s3_listing(src: S3Source) -> tuple[object, list[_S3Key]]:
     """(client, the object or every data file under the prefix in key order, with LastModified)."""
     shown = f"s3://{src.bucket}/{src.key}"
-    client = s3_client()
+    client = s3_client("s3:// source", max_attempts=5)
     with s3_errors(shown):
         items = sorted((i for i in _s3_keys(client, src) if not i.key.endswith("/")), key=lambda i: i.key)
     data = [i for i in items if has_data_suffix(i.key) or i.key == src.key]

@@ -118,24 +118,24 @@ class S3Lineage:
     """The lineage of one model name under ``s3://bucket/<prefix>/<name>``."""
 
     def __init__(self, bucket: str, base_key: str, client: Any = None) -> None:
-        from steps.publish.s3 import s3_client
+        from steps.common.s3 import s3_client
 
         self.bucket = bucket
         self.base = base_key.strip("/")
-        self.client = client or s3_client()
+        self.client = client or s3_client("the lineage store on s3://")
         self.uri = f"s3://{bucket}/{self.base}"
 
     def _key(self, rel: str) -> str:
         return f"{self.base}/lineage/{rel}"
 
     def _get(self, key: str) -> tuple[bytes | None, str | None]:
-        from steps.publish.s3 import _not_found, s3_errors
+        from steps.common.s3 import WRITE_HINTS, not_found, s3_errors
 
-        with s3_errors(f"reading s3://{self.bucket}/{key}"):
+        with s3_errors(f"reading s3://{self.bucket}/{key}", WRITE_HINTS):
             try:
                 obj = self.client.get_object(Bucket=self.bucket, Key=key)
             except Exception as exc:
-                if _not_found(exc):
+                if not_found(exc):
                     return None, None
                 raise
             return obj["Body"].read(), obj.get("ETag")
@@ -148,22 +148,22 @@ class S3Lineage:
         return Pointer(_doc(data), etag if data is not None else None)
 
     def write(self, rel: str, data: bytes) -> None:
-        from steps.publish.s3 import s3_errors
+        from steps.common.s3 import WRITE_HINTS, s3_errors
 
-        with s3_errors(f"writing {self.uri}/lineage/{rel}"):
+        with s3_errors(f"writing {self.uri}/lineage/{rel}", WRITE_HINTS):
             self.client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
 
     def delete(self, rel: str) -> None:
-        from steps.publish.s3 import s3_errors
+        from steps.common.s3 import WRITE_HINTS, s3_errors
 
-        with s3_errors(f"removing {self.uri}/lineage/{rel}"):
+        with s3_errors(f"removing {self.uri}/lineage/{rel}", WRITE_HINTS):
             self.client.delete_object(Bucket=self.bucket, Key=self._key(rel))
 
     def move_pointer(self, data: bytes, expect: str | None) -> None:
         """A conditional PUT: ``If-Match`` the ETag this run read, or ``If-None-Match: *`` when there was none."""
         from botocore.exceptions import ClientError
 
-        from steps.publish.s3 import s3_errors
+        from steps.common.s3 import WRITE_HINTS, s3_errors
 
         cond = {"IfMatch": expect} if expect else {"IfNoneMatch": "*"}
         try:
@@ -174,18 +174,18 @@ class S3Lineage:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if err.get("Code") in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
                 raise _conflict(self.uri, self.pointer()) from None
-            with s3_errors(f"moving {self.uri}/lineage/{POINTER}"):
+            with s3_errors(f"moving {self.uri}/lineage/{POINTER}", WRITE_HINTS):
                 raise
 
     def fetch_model(self, version: str, dest: Path) -> dict[str, Any]:
-        from steps.publish.s3 import s3_errors
+        from steps.common.s3 import WRITE_HINTS, s3_errors
 
         prefix = f"{self.base}/{version}"
         data, _ = self._get(f"{prefix}/osft-manifest.json")
         manifest = _manifest(data, f"{self.uri}/{version}")
 
         def get(rel: str, tmp: Path) -> None:
-            with s3_errors(f"downloading s3://{self.bucket}/{prefix}/{rel}"):
+            with s3_errors(f"downloading s3://{self.bucket}/{prefix}/{rel}", WRITE_HINTS):
                 body = self.client.get_object(Bucket=self.bucket, Key=f"{prefix}/{rel}")["Body"]
                 with open(tmp, "wb") as fh:
                     shutil.copyfileobj(body, fh, 8 << 20)

@@ -10,75 +10,30 @@ sha256 of every object, by HEAD) before the manifest is written. Credentials and
 
 import contextlib
 import hashlib
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from steps.common.errors import StepError
+from steps.common.s3 import not_found
 from steps.publish.files import MANIFEST_NAME, ModelFile
 from steps.publish.store import Stored
 
 SHA_KEY = "sha256"  # user metadata key (x-amz-meta-sha256)
-_HINTS = {
-    "NoSuchBucket": "the bucket does not exist: create it, or fix phase_04_registry_opt_storage_uri",
-    "AccessDenied": "access denied: the keys in the s3-secret secret may not write to this bucket/prefix",
-    "403": "access denied: the keys in the s3-secret secret may not write to this bucket/prefix",
-    "InvalidAccessKeyId": "the access key is not known; check the s3-secret secret",
-    "SignatureDoesNotMatch": "the secret key is wrong; check the s3-secret secret",
-}
 
 
 def s3_client(concurrency: int = 8):  # noqa: ANN201 - botocore client types are generated at run time
-    """An S3 client from the s3-secret env vars; ``AWS_ENDPOINT_URL[_S3]`` for MinIO/Ceph/ODF (path-style
-    addressing then); ``AWS_MAX_ATTEMPTS`` bounds botocore's retries of each request (default 5)."""
-    import botocore.session
-    from botocore.config import Config
+    """The publishing client: a connection for each upload thread, and patience for large parts."""
+    from steps.common import s3
 
-    key_id = os.environ.get("AWS_ACCESS_KEY_ID", "").strip()
-    secret = os.environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
-    if not key_id or not secret:
-        missing = [n for n, v in (("AWS_ACCESS_KEY_ID", key_id), ("AWS_SECRET_ACCESS_KEY", secret)) if not v]
-        raise StepError(f"publishing to s3:// needs credentials: {' and '.join(missing)} not set; create the "
-                        "s3-secret secret with keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    try:
-        attempts = max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", "5")))
-    except ValueError:
-        attempts = 5
-    config = Config(retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=10, read_timeout=120,
-                    max_pool_connections=max(10, concurrency + 2),
-                    s3={"addressing_style": "path"} if endpoint else None)
-    return botocore.session.get_session().create_client(
-        "s3", aws_access_key_id=key_id, aws_secret_access_key=secret,
-        aws_session_token=os.environ.get("AWS_SESSION_TOKEN") or None, endpoint_url=endpoint, region_name=region,
-        config=config)
+    return s3.s3_client("publishing to s3://", read_timeout=120, max_pool_connections=max(10, concurrency + 2))
 
 
-@contextlib.contextmanager
-def s3_errors(what: str) -> Iterator[None]:
-    """botocore/s3transfer errors as one-line StepErrors naming what failed and the fix."""
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+def s3_errors(what: str) -> contextlib.AbstractContextManager[None]:
+    """Errors of writing, as one line with the fix (steps/common/s3.py)."""
+    from steps.common import s3
 
-    try:
-        yield
-    except StepError:
-        raise
-    except EndpointConnectionError:
-        raise StepError(f"{what}: cannot reach the S3 endpoint; check AWS_ENDPOINT_URL and the network") from None
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "error")
-        raise StepError(f"{what}: {_HINTS.get(code, f'S3 error {code}')}") from None
-    except (BotoCoreError, OSError) as exc:
-        raise StepError(f"{what}: {type(exc).__name__}: {exc}") from None
-
-
-def _not_found(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey",
-                                                                                          "NotFound")
+    return s3.s3_errors(what, s3.WRITE_HINTS)
 
 
 class S3Store:
@@ -102,7 +57,7 @@ class S3Store:
             try:
                 return self.client.get_object(Bucket=self.bucket, Key=self._key(MANIFEST_NAME))["Body"].read()
             except Exception as exc:
-                if _not_found(exc):
+                if not_found(exc):
                     return None
                 raise
 
@@ -120,7 +75,7 @@ class S3Store:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(rel))
         except Exception as exc:
-            if _not_found(exc):
+            if not_found(exc):
                 return None
             raise
         return Stored(int(head["ContentLength"]), (head.get("Metadata") or {}).get(SHA_KEY))
