@@ -28,7 +28,7 @@ def test_it_is_put_back_when_the_block_fails(default_interval: float) -> None:
 
 
 def test_a_shorter_interval_set_by_the_caller_is_kept(default_interval: float) -> None:
-    sys.setswitchinterval(0.0001)
+    sys.setswitchinterval(0.00005)
     with quick_handoffs():
-        assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)
-    assert sys.getswitchinterval() == pytest.approx(0.0001, rel=0.05)
+        assert sys.getswitchinterval() == pytest.approx(0.00005, rel=0.05)
+    assert sys.getswitchinterval() == pytest.approx(0.00005, rel=0.05)

@@ -377,7 +377,7 @@ def test_summary_says_how_long_validation_waited_for_the_network(reference: tupl
 def test_rows_stream_with_a_short_switch_interval_put_back_after(reference: tuple[Path, dict[str, str]],
                                                                    tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """The read-ahead and writer threads take the GIL back within 0.5 ms while rows stream (not CPython's 5 ms,
+    """The read-ahead and writer threads take the GIL back within 0.1 ms while rows stream (not CPython's 5 ms,
     which left validation waiting on them: steps/common/threads.py); the interval is put back, also on failure."""
     import sys
 
