@@ -8,6 +8,11 @@ For each size (default 200k and 1M chat rows, ~1 KB each) it runs, each in a chi
   the local file, the http:// URL and the S3 object (through a presigned URL of the same moto endpoint: s3fs,
   which datasets needs for s3:// URLs, does not resolve beside the pinned botocore);
 - ours again over http:// and s3:// with a connection cut mid-object (resumed with Range).
+Every timed run starts with its data in the page cache: an untimed read of the same file, URL or object comes
+first (for ours, the floors and the baseline alike). This machine pages out files left idle for a minute (DAMON
+`pageout`), and a round with the baseline lasts longer than that, so without it whichever run came first after
+a long gap read its data from disk (ours over s3:// measured 4.0 s in a bench run without the baseline and
+5.8 s with it).
 It prints wall time and CPU time (user + sys; medians of --repeat, the baseline runs interleaved with ours),
 peak RSS (os.wait4), bytes written to disk (ru_oublock), the ratios ours/local, ours/floor and baseline/ours,
 and checks the issue-14 goals. On a machine shared with other jobs the CPU ratios are the steadier figures.
@@ -132,6 +137,31 @@ def _server(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen
     return proc
 
 
+def _warm(case: str, uris: dict[str, str], moto: str) -> None:
+    """Read the case's data once, untimed, so that the timed run finds it in the page cache (moto keeps an
+    object in a temporary file)."""
+    if case == "local file":
+        with open(uris[case], "rb", buffering=0) as fh:
+            while fh.read(8 << 20):
+                pass
+        return
+    import boto3
+    import requests
+
+    if case == "http":
+        with requests.get(uris["http"], stream=True, headers={"Accept-Encoding": "identity"}) as r:
+            while r.raw.read(8 << 20, decode_content=False):
+                pass
+        return
+    bucket, key = uris["s3"].removeprefix("s3://").split("/", 1)
+    client = boto3.client("s3", endpoint_url=moto, region_name="us-east-1",
+                          aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
+    body = client.get_object(Bucket=bucket, Key=key)["Body"]
+    while body.read(8 << 20):
+        pass
+
+
 def _summary(ws: Path) -> dict:
     return json.loads((ws / "dataset" / "summary.json").read_text())
 
@@ -191,6 +221,7 @@ def main() -> None:  # noqa: C901 - one linear script
                         break
                     ws = tmp / f"ws-{case.split()[0]}"
                     shutil.rmtree(ws, ignore_errors=True)
+                    _warm(case, uris, moto)
                     ours[case].append(Run(step + ["--data-uri", uri, "--workspace", str(ws)], s3_env))
                     summ = _summary(ws)
                     digests[case] = (summ["train"]["sha256"], summ["eval"]["sha256"])
@@ -198,13 +229,16 @@ def main() -> None:  # noqa: C901 - one linear script
                     splits_bytes = summ["train"]["bytes"] + summ["eval"]["bytes"]
                     shutil.rmtree(ws, ignore_errors=True)
                 if rnd < args.repeat:
+                    _warm("http", uris, moto)
                     floors["http"].append(Run([py, "-c", FLOOR_HTTP, uris["http"]], env))
+                    _warm("s3", uris, moto)
                     floors["s3"].append(Run([py, "-c", FLOOR_S3, moto, "bench", name], env))
                 if rnd < args.baseline_repeat:
                     for case, (data_files, e) in base_files.items():
                         out = tmp / "baseline"
                         out.mkdir(exist_ok=True)
                         cache = tmp / "hf-cache"
+                        _warm(case, uris, moto)
                         base_runs[case].append(Run([py, "-c", BASELINE, data_files, str(out)],
                                                    {**e, "HF_DATASETS_CACHE": str(cache)}))
                         shutil.rmtree(cache, ignore_errors=True)
