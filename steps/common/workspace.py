@@ -6,7 +6,7 @@ contract between steps (documented in docs/steps.md):
     pipeline_log.txt           one line per event, appended by every step
     dataset/train.jsonl        training split (chat ``messages`` rows)
     dataset/eval.jsonl         held-out split (empty when split = 1.0)
-    dataset/summary.json       source, counts, sha256s, schema found
+    dataset/summary.json       source, row and byte counts, schema found, how long validation waited
     train/                     training_hub output dir (hf_format/, training_metrics_0.jsonl, ...)
     train/model                pointer to the final checkpoint (never a copy)
     train/metrics.json, train/loss.png

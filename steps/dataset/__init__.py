@@ -171,7 +171,7 @@ def _stream_rows(inputs: list[_Input], src: Source, token: str | None, limit: in
 
 def _waits(streams: list, writers: tuple[JsonlWriter, ...]) -> dict[str, float]:
     """How long validation waited: for the first byte of each remote object, for more bytes from the network after
-    that, and on the writers (disk and hash); the figures to read when a dataset step is slower than expected."""
+    that, and on the writers (the disk); the figures to read when a dataset step is slower than expected."""
     return {"first_byte": round(sum(st.first_byte_s or 0.0 for st in streams), 3),
             "network": round(sum(st.stalled_s for st in streams), 3),
             "writing": round(sum(w.stalled_s for w in writers), 3)}

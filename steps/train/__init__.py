@@ -5,7 +5,8 @@ Reads ``dataset/train.jsonl`` and writes under ``train/``:
     train/run-<config hash>/      training_hub's ckpt_output_dir (hf_format/samples_N.0/, training_metrics_0.jsonl,
                                   training_log_node0.log, training_params.json, run.json)
     train/model                   relative symlink (or pointer file) to the final checkpoint; weights are never copied
-    train/metrics.json            final/min/per-epoch loss, steps, tokens, samples/s, wall time, hyper-parameters
+    train/metrics.json            final/min/per-epoch loss, steps, tokens, samples/s, wall time, hyper-parameters,
+                                  sha256 of the training data (data_sha256)
     train/summary.json            its headline numbers only, size-bounded (Argo's output parameter)
     train/loss.png
 
@@ -362,8 +363,9 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
         "unmask_messages": unmask_messages, "use_processed_dataset": use_processed_dataset,
         "env_vars": sorted(env),  # names only (values stay out of records)
     }
+    data_sha256 = sha256_file(ws.train_jsonl)  # the one hash of the training data (recorded in metrics.json)
     key = config_key({**hyper, "env_values": env, "base_model_dir": str(base), "base_model_files": _fingerprint(base),
-                      "data_sha256": sha256_file(ws.train_jsonl)})
+                      "data_sha256": data_sha256})
     run_dir = ws.train_dir / f"{_RUN_PREFIX}{key}"
     run_json = run_dir / "run.json"
     outputs = (ws.train_dir / "loss.png", ws.model_pointer, ws.train_dir / "metrics.json", ws.root / SUMMARY)
@@ -380,7 +382,8 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     if state.get("status") == "complete" and (ckpt := find_final_checkpoint(run_dir)) is not None:
         ws.log(STEP, f"reusing the finished run {run_dir.name} (same model, data and parameters): {ckpt.name}")
         summary = _publish(ws, run_dir, ckpt, state.get("wall_time_s"), state.get("hyper_parameters") or hyper,
-                           rows, nproc * nnodes, key, bool(state.get("resumed")), int(state.get("attempts", 1)), base)
+                           rows, nproc * nnodes, key, bool(state.get("resumed")), int(state.get("attempts", 1)), base,
+                           data_sha256)
         return _result(ws, ckpt, summary, resumed=False, reused=True, run_dir=run_dir, kind=kind,
                        world=nproc * nnodes)
     remove_outputs(*outputs)
@@ -430,7 +433,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
     if ensure_tokenizer(ckpt, base):
         ws.log(STEP, f"{ckpt.name} had no tokenizer: saved the base model's tokenizer files into it (no weights)")
 
-    summary = _publish(ws, run_dir, ckpt, wall, hyper, rows, nproc * nnodes, key, resumed, attempts, base)
+    summary = _publish(ws, run_dir, ckpt, wall, hyper, rows, nproc * nnodes, key, resumed, attempts, base, data_sha256)
     if after:  # the final model is saved: the (large) resume state is no longer needed
         shutil.rmtree(run_dir / "full_state_checkpoints", ignore_errors=True)
     write_json(run_json, {**_read_json(run_json), "status": "complete", "checkpoint": ckpt.name,
@@ -442,7 +445,7 @@ def train_model(workspace: str, model: str = "Qwen/Qwen2.5-1.5B-Instruct", effec
 
 
 def _publish(ws: Workspace, run_dir: Path, ckpt: Path, wall: float | None, hyper: dict[str, Any], rows: int,
-             world: int, key: str, resumed: bool, attempts: int, base: Path) -> dict[str, Any]:
+             world: int, key: str, resumed: bool, attempts: int, base: Path, data_sha256: str) -> dict[str, Any]:
     """Write train/metrics.json and train/loss.png from the run's metrics file, and point train/model at ckpt.
 
     metrics.json records the base model as given (``base_model``, credentials stripped) and the local copy
@@ -453,7 +456,7 @@ def _publish(ws: Workspace, run_dir: Path, ckpt: Path, wall: float | None, hyper
     })
     summary.update({"checkpoint": str(ckpt.relative_to(ws.root)), "run_dir": str(run_dir.relative_to(ws.root)),
                     "resumed": resumed, "attempts": attempts, "base_model": hyper.get("model", ""),
-                    "base_model_dir": str(base)})
+                    "base_model_dir": str(base), "data_sha256": data_sha256})
     small = bounded(train_summary(summary), BOUNDED_OUTPUTS[SUMMARY])
     with atomic_outputs(ws.train_dir / "loss.png", ws.train_dir / "metrics.json", ws.root / SUMMARY) as (
             png, mjson, sjson):

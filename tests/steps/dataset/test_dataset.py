@@ -134,15 +134,12 @@ def test_split_one_leaves_eval_empty_and_says_so(chat_jsonl: Path, workspace: Pa
     assert "no eval split" in (workspace / "pipeline_log.txt").read_text()
 
 
-def test_summary_records_hashes_of_the_outputs(chat_jsonl: Path, workspace: Path) -> None:
-    import hashlib
-
+def test_summary_records_the_size_of_the_outputs(chat_jsonl: Path, workspace: Path) -> None:
     prepare_dataset(str(chat_jsonl), str(workspace))
     summary = json.loads((workspace / "dataset" / "summary.json").read_text())
     for split in ("train", "eval"):
         data = (workspace / "dataset" / f"{split}.jsonl").read_bytes()
-        assert summary[split]["sha256"] == hashlib.sha256(data).hexdigest()
-        assert summary[split]["bytes"] == len(data)
+        assert summary[split]["bytes"] == len(data) and summary[split]["rows"] == data.count(b"\n")
     assert summary["formats"] == ["jsonl"] and summary["rows"] == 120
 
 

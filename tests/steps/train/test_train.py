@@ -5,6 +5,7 @@ One module-scoped run serves every test: it is stopped after a few steps the way
 resume path. ``torchrun`` is removed from PATH for the run: the launcher must use this interpreter.
 """
 
+import hashlib
 import json
 import os
 import threading
@@ -96,7 +97,10 @@ def test_outputs_exist_and_point_at_the_checkpoint_without_copies(trained: dict)
     assert (ws / "train" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     weights = [p for p in ws.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file()]
     assert weights and all((Path(result["run_dir"]) / "hf_format") in p.parents for p in weights)
-    assert json.loads((ws / "train" / "metrics.json").read_text())["checkpoint"] == str(model.relative_to(ws))
+    metrics = json.loads((ws / "train" / "metrics.json").read_text())
+    assert metrics["checkpoint"] == str(model.relative_to(ws))
+    # the one hash of the training data (the dataset step does not hash the splits)
+    assert metrics["data_sha256"] == hashlib.sha256((ws / "dataset" / "train.jsonl").read_bytes()).hexdigest()
 
 
 def test_loss_falls_and_metrics_match_all_lines_of_the_metrics_file(trained: dict) -> None:
