@@ -26,7 +26,7 @@ def test_a_100000_step_run_exports_a_small_summary_and_keeps_everything_on_the_w
     ckpt.mkdir(parents=True)
     hyper = {"model": "org/" + "m" * 500, "learning_rate": 5e-6, "epochs": 3, "effective_batch_size": 8}
     _publish(ws, run_dir, ckpt, 1234.5, hyper, rows=800_000, world=8, key="abc", resumed=True, attempts=2,
-             base=tmp_path / "base")
+             base=tmp_path / "base", data_sha256="ab" * 32)
     metrics = ws.train_dir / "metrics.json"
     summary = ws.root / SUMMARY
     assert metrics.stat().st_size > 5_000_000  # the full curve stays on the workspace
