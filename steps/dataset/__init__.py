@@ -44,6 +44,7 @@ STEP = "dataset"
 STATUS_TXT = "dataset/status.txt"
 NOTHING_NEW = "nothing-new"
 _HF_SPLITS = ("train_sft", "train_gen", "train", "training")
+_NOTABLE_WAIT_S = 0.25  # a wait this long is logged (all of them are in summary.json's waits_s)
 
 
 @dataclass
@@ -311,6 +312,10 @@ def prepare_dataset(
         ws.log(STEP, f"error: {exc}")
         raise
     ws.log(STEP, f"done: train {train_info['rows']} rows, eval {eval_info['rows']} rows in {summary['wall_s']:.1f}s")
+    waits = summary["waits_s"]
+    if max(waits.values()) >= _NOTABLE_WAIT_S:
+        ws.log(STEP, f"info: validation waited {waits['first_byte']:.1f} s for the first byte of the data, "
+                     f"{waits['network']:.1f} s for more of it and {waits['writing']:.1f} s on the disk")
     if n_eval == 0:
         ws.log(STEP, "info: split = 1.0, so there is no eval split (eval.jsonl is empty)")
     return {

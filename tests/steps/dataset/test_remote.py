@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -369,9 +370,11 @@ def test_summary_says_how_long_validation_waited_for_the_network(reference: tupl
     assert _digest(ws) == digests
     waits = _summary(ws)["waits_s"]
     assert 0.3 <= waits["first_byte"] < 10, waits  # the server held the body back 0.4 s after the headers
+    assert re.search(r"validation waited 0\.[3-9] s for the first byte", (ws / "pipeline_log.txt").read_text())
     assert waits["network"] >= 0 and waits["writing"] >= 0
     local = _summary(tmp_path / "ws-local")["waits_s"]
     assert local["first_byte"] == 0 and local["network"] == 0, local  # a local file has no network to wait for
+    assert "validation waited" not in (tmp_path / "ws-local" / "pipeline_log.txt").read_text()
 
 
 def test_rows_stream_with_a_short_switch_interval_put_back_after(reference: tuple[Path, dict[str, str]],
