@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from steps.common import s3 as common_s3
 from steps.common.errors import StepError
 from steps.common.s3 import not_found
 from steps.publish.files import MANIFEST_NAME, ModelFile
@@ -24,16 +25,12 @@ SHA_KEY = "sha256"  # user metadata key (x-amz-meta-sha256)
 
 def s3_client(concurrency: int = 8):  # noqa: ANN201 - botocore client types are generated at run time
     """The publishing client: a connection for each upload thread, and patience for large parts."""
-    from steps.common import s3
-
-    return s3.s3_client("publishing to s3://", read_timeout=120, max_pool_connections=max(10, concurrency + 2))
+    return common_s3.s3_client("publishing to s3://", read_timeout=120, max_pool_connections=max(10, concurrency + 2))
 
 
 def s3_errors(what: str) -> contextlib.AbstractContextManager[None]:
     """Errors of writing, as one line with the fix (steps/common/s3.py)."""
-    from steps.common import s3
-
-    return s3.s3_errors(what, s3.WRITE_HINTS)
+    return common_s3.s3_errors(what, common_s3.WRITE_HINTS)
 
 
 class S3Store:
