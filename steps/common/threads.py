@@ -1,7 +1,7 @@
 """Threads that hand data to each other inside one step: a short GIL switch interval while they run.
 
 The dataset step validates rows on the main thread (pure Python and msgspec, holding the GIL) while a read-ahead
-thread pulls the network and two writer threads write and hash. Each of those threads gives the GIL up for its
+thread pulls the network and two writer threads write the splits. Each of those threads gives the GIL up for its
 I/O and then has to take it back; with CPython's default switch interval (5 ms) it waits up to 5 ms every time,
 so it falls behind, its queue runs dry or fills, and the main thread stalls on it (the "convoy effect"). On the
 1M-row bench the main thread stalled 0.4-0.8 s on full writer queues and 0.3 s on an empty network queue; with
