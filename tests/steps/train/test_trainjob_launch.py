@@ -1,9 +1,7 @@
 """The workers > 1 path: create a TrainJob through the real kubernetes client against an API stub, poll, adopt."""
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +9,12 @@ import pytest
 
 from steps.common.errors import StepError
 from steps.train.trainjob_launch import job_name, launch_trainjob, trainjob_state
-from tests.json_http import JsonHandler
+from tests.json_http import JsonHandler, LoopbackServer
 
 BASE = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs"
 
 
-class KubeStub:
+class KubeStub(LoopbackServer):
     """Custom-objects endpoints for trainjobs; ``states`` is the list of status.conditions per GET."""
 
     def __init__(self, states: list[list[dict[str, str]]], create_status: int = 201) -> None:
@@ -49,13 +47,7 @@ class KubeStub:
                 self._record("DELETE")
                 self._reply(200, {"kind": "Status", "status": "Success"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 def _fake_manifest(name: str, namespace: str, image: str, pvc_claim: str, workers: int, gpus_per_worker: int,

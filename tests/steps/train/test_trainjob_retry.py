@@ -6,9 +6,7 @@ Everything runs through the real kubernetes client against a stateful API stub.
 """
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +14,13 @@ import pytest
 
 from steps.common.errors import StepError
 from steps.train.trainjob_launch import job_manifest, launch_trainjob
-from tests.json_http import JsonHandler
+from tests.json_http import JsonHandler, LoopbackServer
 from workflows.argo import crd
 
 BASE = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs"
 
 
-class StatefulKube:
+class StatefulKube(LoopbackServer):
     """trainjobs with state: POST 409s while the name exists, DELETE removes it after ``linger`` GETs, and a job
     created by this stub runs through ``states`` (conditions per GET)."""
 
@@ -76,13 +74,7 @@ class StatefulKube:
                 stub.deleting[name] = stub.linger  # foreground deletion: gone after a few reads
                 self._reply(200, {"kind": "Status", "status": "Success"})
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.fixture()
